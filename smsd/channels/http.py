@@ -1,0 +1,260 @@
+"""The HTTP channel: the site, who the client is, and how answers are written.
+
+Resources under it: ``/sms/`` (IceWarp- and Omnigate-style forms, in
+``http_sms``) and ``/api/v1/`` (the JSON API, in ``http_api``). Clients from
+trusted networks may submit without credentials; everyone else
+authenticates with HTTP Basic or ``user``/``pass`` parameters. HTTPS is an
+``ssl:`` endpoint in ``[http] listen``.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import ipaddress
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from smsd.config import HttpSection
+from smsd.core.submit import Refused, Submitter
+from smsd.core.users import Directory
+from smsd.model import User
+
+log = Logger()
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Unauthorized(Exception):
+    """No or wrong credentials from an untrusted client: 401."""
+
+
+class HttpError(Exception):
+    def __init__(self, code: int, reason: str, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.extra = code, reason, extra or {}
+
+
+REFUSED_CODES = {
+    Refused.BAD_REQUEST: 400,
+    Refused.FORBIDDEN: 403,
+    Refused.QUOTA: 403,
+    Refused.UNAVAILABLE: 503,
+}
+
+
+@attrs.define
+class Caller:
+    """Who sent the request: a user, or an anonymous client from a trusted network."""
+
+    user: User | None
+    trusted: bool
+    address: str
+
+
+@attrs.define
+class HttpContext:
+    """What the HTTP resources need from the rest of smsd (handed in by service.py)."""
+
+    settings: HttpSection
+    submitter: Submitter
+    directory: Directory
+    store: Any
+    trusted_networks: Sequence[Network]
+    reactor: Any
+    health: Callable[[], Deferred[dict[str, Any]]]
+    inject: Callable[..., Deferred[int]]
+    _trust_cache: dict[str, bool] = attrs.field(factory=dict)
+
+    def is_trusted(self, host: str) -> bool:
+        hit = self._trust_cache.get(host)
+        if hit is None:
+            try:
+                address = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                hit = False
+            else:
+                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                    address = address.ipv4_mapped
+                hit = any(address in net for net in self.trusted_networks)
+            if len(self._trust_cache) > 4096:
+                self._trust_cache.clear()
+            self._trust_cache[host] = hit
+        return hit
+
+    def caller(
+        self, request: server.Request, user: str | None, password: str | None
+    ) -> Deferred[Caller]:
+        """Authenticate; credentials, when given, are checked even from trusted networks."""
+        host = getattr(request.getClientAddress(), "host", "") or ""
+        trusted = self.is_trusted(host)
+        if user is None:
+            basic = _basic_credentials(request)
+            if basic is not None:
+                user, password = basic
+        if user is None:
+            if trusted:
+                return succeed(Caller(None, True, host))
+            return _fail(Unauthorized("credentials required"))
+
+        def bad(failure: Failure) -> None:
+            failure.trap(UnauthorizedLogin)
+            raise Unauthorized("wrong user name or password")
+
+        d = self.directory.authenticate(user, password or "")
+        d.addCallbacks(lambda u: Caller(u, trusted, host), bad)
+        return d
+
+
+def _fail(exc: Exception) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(exc)
+    return d
+
+
+def _basic_credentials(request: server.Request) -> tuple[str, str] | None:
+    header = request.getHeader(b"authorization")
+    if not header or header[:6].lower() != b"basic ":
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None
+
+
+class BoundedContent(io.BytesIO):
+    """A request body that stops keeping bytes past ``limit`` (then: 413)."""
+
+    def __init__(self, limit: int, length: int | None) -> None:
+        super().__init__()
+        self.limit = limit
+        self.too_large = length is not None and length > limit
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.too_large or self.tell() + len(data) > self.limit:
+            self.too_large = True
+            return len(data)
+        return super().write(data)
+
+
+class Site(server.Site):
+    def __init__(self, root: resource.Resource, max_body: int) -> None:
+        super().__init__(root)
+        self.max_body = max_body
+        self.displayTracebacks = False
+
+    def getContentFile(self, length: int | None) -> BoundedContent:
+        return BoundedContent(self.max_body, length)
+
+    def log(self, request: server.Request) -> None:
+        """No access log line per request: the traffic log counts SMS, not hits."""
+
+
+class AsyncResource(resource.Resource):
+    """A leaf resource whose handlers return Deferreds of (code, content type, body)."""
+
+    isLeaf = True
+    json_errors = True
+
+    def __init__(self, ctx: HttpContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+
+    def render(self, request: server.Request) -> Any:
+        content = request.content
+        if isinstance(content, BoundedContent) and content.too_large:
+            self._write(request, *self.error(413, f"request body over {content.limit} bytes"))
+            return server.NOT_DONE_YET
+        handler = getattr(self, "handle_" + request.method.decode("ascii", "replace"), None)
+        if handler is None:
+            allowed = sorted(m[7:] for m in dir(self) if m.startswith("handle_"))
+            request.setHeader(b"allow", ", ".join(allowed).encode())
+            self._write(
+                request,
+                *self.error(405, f"method {request.method.decode(errors='replace')} not allowed"),
+            )
+            return server.NOT_DONE_YET
+        finished = [False]
+        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
+        try:
+            d = handler(request)
+        except Exception:
+            d = _fail_with(Failure())
+        d.addErrback(self._failure, request)
+        d.addCallback(lambda answer: None if finished[0] else self._write(request, *answer))
+        d.addErrback(lambda f: log.failure("writing an HTTP answer failed", f))
+        return server.NOT_DONE_YET
+
+    def _write(
+        self,
+        request: server.Request,
+        code: int,
+        ctype: bytes,
+        body: bytes,
+        headers: dict[bytes, bytes] | None = None,
+    ) -> None:
+        request.setResponseCode(code)
+        request.setHeader(b"content-type", ctype)
+        request.setHeader(b"cache-control", b"no-store")
+        for k, v in (headers or {}).items():
+            request.setHeader(k, v)
+        request.setHeader(b"content-length", str(len(body)).encode())
+        request.write(body)
+        request.finish()
+
+    def _failure(self, failure: Failure, request: server.Request) -> tuple[Any, ...]:
+        if failure.check(Unauthorized):
+            code, ctype, body = self.error(401, str(failure.value))
+            realm = self.ctx.settings.realm.replace('"', "")
+            return code, ctype, body, {b"www-authenticate": f'Basic realm="{realm}"'.encode()}
+        if failure.check(Refused):
+            e = failure.value
+            extra = {"recipients": e.recipients} if e.recipients else None
+            return self.error(REFUSED_CODES[e.kind], e.reason, extra)
+        if failure.check(HttpError):
+            e = failure.value
+            return self.error(e.code, e.reason, e.extra)
+        log.failure("HTTP request {uri} failed", failure, uri=request.uri)
+        return self.error(500, "internal error (logged)")
+
+    def error(
+        self, code: int, reason: str, extra: dict[str, Any] | None = None
+    ) -> tuple[int, bytes, bytes]:
+        if self.json_errors:
+            return json_answer(code, {"error": reason, **(extra or {})})
+        lines = [f"ERROR: {reason}"]
+        for number, why in (extra or {}).get("recipients", {}).items():
+            lines.append(f"ERROR {number}: {why}")
+        return code, b"text/plain; charset=utf-8", ("\n".join(lines) + "\n").encode()
+
+
+def _fail_with(failure: Failure) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.errback(failure)
+    return d
+
+
+def json_answer(code: int, value: Any) -> tuple[int, bytes, bytes]:
+    return code, b"application/json", json.dumps(value, ensure_ascii=False).encode() + b"\n"
+
+
+def make_site(ctx: HttpContext) -> Site:
+    from smsd.channels.http_api import ApiV1
+    from smsd.channels.http_sms import SmsForm
+
+    root = resource.Resource()
+    root.putChild(b"sms", SmsForm(ctx))
+    api = resource.Resource()
+    api.putChild(b"v1", ApiV1(ctx))
+    root.putChild(b"api", api)
+    return Site(root, ctx.settings.max_body)

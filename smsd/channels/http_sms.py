@@ -1,0 +1,126 @@
+"""``/sms/``: the IceWarp-style form (``number``, ``data``, ...) and the
+Omnigate-style one (``numbers=a,b&text=``), by GET or POST.
+
+Answers are plain text, one line per recipient: ``OK <id> <number> <parts>``;
+refusals are ``ERROR: <reason>`` with a 4xx code (and ``ERROR <number>:
+<reason>`` lines for the numbers that were wrong).
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web import server
+
+from smsd.channels.http import AsyncResource, Caller, HttpError
+from smsd.model import Submission
+
+
+def _arg(args: dict[bytes, list[bytes]], name: str) -> bytes | None:
+    values = args.get(name.encode())
+    return values[-1] if values else None
+
+
+def _decode(raw: bytes, charset: str, name: str) -> str:
+    try:
+        return raw.decode(charset)
+    except UnicodeDecodeError:
+        raise HttpError(400, f"{name} is not valid {charset}; give charset=") from None
+
+
+def _int(raw: bytes | None, name: str, lo: int, hi: int) -> int | None:
+    if raw is None or raw == b"":
+        return None
+    try:
+        value = int(raw.decode("ascii"), 0)
+    except (UnicodeDecodeError, ValueError):
+        raise HttpError(400, f"{name} must be a number, got {raw[:40]!r}") from None
+    if not lo <= value <= hi:
+        raise HttpError(400, f"{name} must be {lo}..{hi}, got {value}")
+    return value
+
+
+def _hex(raw: bytes, name: str) -> bytes:
+    try:
+        return binascii.unhexlify(raw.strip())
+    except (binascii.Error, ValueError):
+        raise HttpError(400, f"{name} is not hexadecimal: {raw[:40]!r}") from None
+
+
+def _flag(raw: bytes | None) -> bool:
+    return raw is not None and raw.strip().lower() in (b"1", b"true", b"yes", b"on")
+
+
+class SmsForm(AsyncResource):
+    json_errors = False
+
+    def handle_GET(self, request: server.Request) -> Deferred[Any]:
+        return self._handle(request)
+
+    handle_POST = handle_GET
+
+    def _handle(self, request: server.Request) -> Deferred[Any]:
+        args = request.args
+        charset = (_arg(args, "charset") or b"utf-8").decode("ascii", "replace")
+        try:
+            "".encode(charset)
+        except LookupError:
+            raise HttpError(400, f"unknown charset {charset!r}") from None
+        user = _arg(args, "user")
+        password = _arg(args, "pass")
+        d = self.ctx.caller(
+            request,
+            None if user is None else _decode(user, charset, "user"),
+            None if password is None else _decode(password, charset, "pass"),
+        )
+        return d.addCallback(self._submit, request, charset)
+
+    def _submit(self, caller: Caller, request: server.Request, charset: str) -> Deferred[Any]:
+        args = request.args
+        raw_numbers = _arg(args, "number") or _arg(args, "numbers") or b""
+        numbers = tuple(
+            n.strip() for n in _decode(raw_numbers, charset, "number").split(",") if n.strip()
+        )
+        binary = _flag(_arg(args, "binary"))
+        raw_text = _arg(args, "data")
+        if raw_text is None:
+            raw_text = _arg(args, "text")
+        text, data, udh = None, None, b""
+        if binary:
+            data = _hex(raw_text or b"", "data")
+            udh = _hex(_arg(args, "udh") or b"", "udh")
+        elif raw_text is not None:
+            text = _decode(raw_text, charset, "data")
+        if not binary and not text:
+            raise HttpError(400, "empty text (give data=)")
+        sender = _arg(args, "sender")
+        client_ref = _arg(args, "id")
+        reply = _arg(args, "reply")
+        sub = Submission(
+            recipients=numbers,
+            text=text,
+            data=data,
+            udh=udh,
+            sender=_decode(sender, charset, "sender") if sender else None,
+            maxmsgs=_int(_arg(args, "maxmsgs"), "maxmsgs", 1, 128),
+            flash=_flag(_arg(args, "flash")),
+            dcs=_int(_arg(args, "dcs"), "dcs", 0, 255),
+            pid=_int(_arg(args, "pid"), "pid", 0, 255) or 0,
+            gateway=(_arg(args, "gateway") or b"").decode("utf-8", "replace") or None,
+            channel="http",
+            client_ref=_decode(client_ref, charset, "id")[:128] if client_ref else None,
+            reply_to=_decode(reply, charset, "reply")[:256] if reply else None,
+            origin=caller.address,
+        )
+        settings = self.ctx.settings
+        d = self.ctx.submitter.submit(
+            sub, caller.user, maxmsgs=settings.maxmsgs, truncate=settings.truncate
+        )
+        d.addCallback(self._answer)
+        return d
+
+    def _answer(self, accepted: list[Any]) -> tuple[int, bytes, bytes]:
+        body = "".join(f"OK {a.id} {a.recipient} {a.parts}\n" for a in accepted)
+        return 200, b"text/plain; charset=utf-8", body.encode()

@@ -1,0 +1,311 @@
+"""smsd's configuration: one TOML file, typed and checked before anything starts.
+
+Every key that exists is declared here with its default and a doc string;
+``etc/smsd.toml`` documents the same keys (a test keeps the two in step).
+A wrong or unknown key stops the start with one line: ``file: key: problem``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from typing import Any
+
+import attrs
+import phonenumbers
+
+from smsd.configschema import ConfigError, Duration, build, setting
+
+__all__ = ["Config", "ConfigError", "load"]
+
+
+def _networks(value: list[str]) -> None:
+    for v in value:
+        try:
+            ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            raise ValueError(f"not a network like '10.0.0.0/8': {v!r}") from None
+
+
+def _country(value: str) -> str:
+    if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"not an ISO 3166 country code that has phone numbers: {value!r}")
+    return value.upper()
+
+
+def _endpoints(value: list[str]) -> None:
+    from twisted.internet.endpoints import serverFromString
+
+    for v in value:
+        try:
+            serverFromString(_NoReactor(), v)
+        except Exception as e:  # the parser raises many kinds for bad strings
+            raise ValueError(f"not a Twisted endpoint like 'tcp:8080': {v!r} ({e})") from None
+
+
+class _NoReactor:
+    """Endpoint parsing only stores the reactor; nothing is listened on here."""
+
+
+def _regex(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"bad regular expression {value!r}: {e}") from None
+
+
+def _between(lo: float, hi: float) -> Any:
+    def check(value: float) -> None:
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}, got {value!r}")
+
+    return check
+
+
+def _one_of(*choices: str) -> Any:
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+@attrs.frozen
+class SmsdSection:
+    domain: str = setting("sms.example.org", "mail and XMPP addresses are +1555...@domain")
+    data_dir: str = setting("./smsd-data", "where the database, logs and loopback output live")
+    default_country: str = setting("US", "ISO country for national numbers", _country)
+    trusted_networks: list[str] = setting(
+        factory=lambda: ["127.0.0.1/32", "::1/128"],
+        doc="clients from these networks may submit without credentials",
+        check=_networks,
+    )
+    admin_email: str = setting("", "where alerts go (gateway down and back up)")
+    node_id: str = setting("", "this node's name in leases; empty: the host name")
+    traffic_log: str = setting("traffic.log", "one line per SMS part, in data_dir; empty: off")
+
+
+@attrs.frozen
+class StoreSection:
+    url: str = setting("", "sqlite:///path/smsd.db; empty: smsd.db in data_dir")
+    synchronous: str = setting(
+        "full",
+        "SQLite fsync policy: full survives power loss, normal only a crash",
+        _one_of("full", "normal"),
+    )
+    batch: int = setting(512, "most operations in one commit", _between(1, 100_000))
+
+
+@attrs.frozen
+class TextSection:
+    transliterate: bool = setting(
+        False, "replace characters outside GSM 7-bit instead of sending UCS-2 (site default)"
+    )
+    ref16: bool = setting(False, "16-bit concatenation references (152/66/133 per part)")
+
+
+@attrs.frozen
+class DispatchSection:
+    batch: int = setting(256, "messages claimed from the store at a time", _between(1, 10_000))
+    validity: Duration = setting(
+        Duration(5 * 86400), "how long a message may wait before it expires"
+    )
+    retry_min: Duration = setting(Duration(10), "first retry delay after a temporary error")
+    retry_max: Duration = setting(Duration(3600), "longest retry delay (doubles up to this)")
+    max_attempts: int = setting(
+        0, "give up after this many attempts; 0: until it expires", _between(0, 1_000_000)
+    )
+    lease: Duration = setting(Duration(300), "a claimed message returns to the queue after this")
+    poll: Duration = setting(Duration(1), "how often to look for work submitted elsewhere")
+    purge_after: Duration = setting(
+        Duration(90 * 86400), "delete finished messages this long after; 0: keep"
+    )
+
+
+@attrs.frozen
+class HttpSection:
+    listen: list[str] = setting(
+        factory=lambda: ["tcp:8080"],
+        doc="Twisted endpoints; ssl:443:privateKey=...:certKey=...",
+        check=_endpoints,
+    )
+    maxmsgs: int = setting(10, "default most SMS parts a message may take", _between(1, 128))
+    truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 400)")
+    max_recipients: int = setting(100, "most numbers in one request", _between(1, 100_000))
+    max_body: int = setting(1_048_576, "largest request body in bytes", _between(1024, 1 << 30))
+    realm: str = setting("smsd", "HTTP Basic realm")
+    callback_timeout: Duration = setting(Duration(10), "timeout of one status callback POST")
+    callback_attempts: int = setting(
+        5, "tries of a status callback before giving up", _between(1, 100)
+    )
+
+
+@attrs.frozen
+class GatewaySection:
+    """Keys every gateway has; the remaining keys belong to its type."""
+
+    id: str = setting(doc="unique name, used in routes, logs and the API")
+    type: str = setting(doc="loopback (more types come with later releases)")
+    enabled: bool = setting(True, "false keeps it configured but out of the pool")
+    throughput: float = setting(
+        0.0, "SMS parts per second at most; 0: no limit", _between(0, 1_000_000)
+    )
+    window: int = setting(10, "messages in flight at once", _between(1, 100_000))
+    weight: int = setting(1, "share of traffic against the other candidates", _between(1, 1000))
+    sender: str = setting("", "sender ID for users whose policy is 'device'")
+    max_failures: int = setting(
+        5, "temporary errors in a row that take it out of the pool", _between(1, 10_000)
+    )
+    down_for: Duration = setting(Duration(30), "how long it stays out before a new try")
+
+
+@attrs.frozen
+class Rewrite:
+    pattern: str = setting(doc="regular expression on the E.164 number", check=_regex)
+    replace: str = setting(doc="replacement (\\1 for groups)")
+
+
+@attrs.frozen
+class RouteSection:
+    gateways: list[str] = setting(doc="gateway ids that share the matching traffic")
+    match: str = setting("", "regular expression the number must match (search)", _regex)
+    prefix: list[str] = setting(factory=list, doc="number prefixes, e.g. ['+46', '+47']")
+    users: list[str] = setting(factory=list, doc="only messages of these users")
+    fallback: list[str] = setting(factory=list, doc="used only while none of gateways is up")
+    rewrite: Rewrite | None = setting(None, "number rewrite for these gateways")
+
+
+@attrs.frozen
+class GatewayConfig:
+    """One [[gateway]]: the common keys and the type's own options."""
+
+    common: GatewaySection
+    options: Any
+
+
+@attrs.frozen
+class Config:
+    path: str
+    smsd: SmsdSection
+    store: StoreSection
+    text: TextSection
+    dispatch: DispatchSection
+    http: HttpSection
+    gateways: list[GatewayConfig]
+    routes: list[RouteSection]
+
+    @property
+    def data_dir(self) -> str:
+        return self.smsd.data_dir
+
+    @property
+    def node_id(self) -> str:
+        return self.smsd.node_id or socket.gethostname()
+
+    def gateway_ids(self) -> list[str]:
+        return [g.common.id for g in self.gateways]
+
+
+GATEWAY_TYPES = {"loopback": "smsd.gateways.loopback"}
+
+EMBEDDED_DEFAULT = """
+[[gateway]]
+id = "loopback"
+type = "loopback"
+"""
+
+_SECTIONS = {
+    "smsd": SmsdSection,
+    "store": StoreSection,
+    "text": TextSection,
+    "dispatch": DispatchSection,
+    "http": HttpSection,
+}
+
+
+def gateway_module(type_name: str) -> Any:
+    return importlib.import_module(GATEWAY_TYPES[type_name])
+
+
+def load(path: str | None, data_dir: str | None = None) -> Config:
+    """Read and check the configuration; ``path=None`` gives the embedded default."""
+    if path is None:
+        name, table = "<embedded default>", tomllib.loads(EMBEDDED_DEFAULT)
+    else:
+        name = path
+        try:
+            with open(path, "rb") as f:
+                table = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        config = _from_table(name, table)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    if data_dir is not None:
+        config = attrs.evolve(config, smsd=attrs.evolve(config.smsd, data_dir=data_dir))
+    return config
+
+
+def _from_table(name: str, table: dict[str, Any]) -> Config:
+    known = {*_SECTIONS, "gateway", "route"}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(known))})")
+        if key in _SECTIONS and not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table [{key}]")
+    sections = {key: build(cls, table.get(key, {}), key) for key, cls in _SECTIONS.items()}
+
+    gateways = _gateways(table.get("gateway", []))
+    ids = {g.common.id for g in gateways}
+    routes_raw = table.get("route", [])
+    if not isinstance(routes_raw, list):
+        raise ConfigError("route: expected [[route]] tables")
+    routes = []
+    for i, raw in enumerate(routes_raw, 1):
+        key = f"route[{i}]"
+        route = build(RouteSection, raw, key)
+        if not route.gateways:
+            raise ConfigError(f"{key}.gateways: needs at least one gateway id")
+        for field in ("gateways", "fallback"):
+            for gid in getattr(route, field):
+                if gid not in ids:
+                    raise ConfigError(f"{key}.{field}: no gateway with id {gid!r}")
+        routes.append(route)
+    return Config(path=name, gateways=gateways, routes=routes, **sections)
+
+
+def _gateways(raw: Any) -> list[GatewayConfig]:
+    if not isinstance(raw, list):
+        raise ConfigError("gateway: expected [[gateway]] tables")
+    if not raw:
+        raise ConfigError("gateway: at least one [[gateway]] is needed")
+    out: list[GatewayConfig] = []
+    seen: set[str] = set()
+    for i, table in enumerate(raw, 1):
+        label = f"gateway.{table['id']}" if isinstance(table.get("id"), str) else f"gateway[{i}]"
+        common, rest = build(GatewaySection, table, label, extra=True)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", common.id):
+            raise ConfigError(f"{label}.id: use letters, digits, '_', '.', '-' (at most 64)")
+        if common.id in seen:
+            raise ConfigError(f"{label}.id: {common.id!r} is used by another gateway")
+        seen.add(common.id)
+        if common.type not in GATEWAY_TYPES:
+            raise ConfigError(
+                f"{label}.type: unknown gateway type {common.type!r}"
+                f" (known: {', '.join(sorted(GATEWAY_TYPES))})"
+            )
+        options = build(gateway_module(common.type).Options, rest, label)
+        out.append(GatewayConfig(common, options))
+    return out
+
+
+def resolve(config: Config, path: str) -> str:
+    """A path relative to the data directory (absolute paths stay)."""
+    return path if os.path.isabs(path) else os.path.join(config.data_dir, path)

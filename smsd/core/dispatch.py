@@ -1,0 +1,381 @@
+"""From the outbox to the gateways: claim, route, pick, send, record.
+
+The dispatcher keeps no queue of its own: it claims due messages from the
+store in batches (each claim a lease), so that a crash or a second node
+never loses or doubles a message. A submit wakes it at once; otherwise it
+sleeps until the next message is due, or ``poll`` seconds to notice work
+queued by other processes. It claims only as much as the pool can start
+within a quarter of the lease, so a throttled gateway never holds a
+message past its lease.
+
+Results are recorded in batches: every outcome of one reactor turn goes to
+the store in one operation.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from smsd.config import DispatchSection
+from smsd.core.pool import Availability, Member, Pool
+from smsd.core.routing import Route, Router
+from smsd.model import Message, PartResult, State
+from smsd.store import Change, Outcome
+from smsd.traffic import TrafficLog
+
+log = Logger()
+
+Notify = Callable[[list[Change]], None]
+
+
+@attrs.define
+class _Waiting:
+    message: Message
+    route: Route
+
+
+class Dispatcher(Service):
+    name = "dispatcher"
+
+    def __init__(
+        self,
+        *,
+        store: Any,
+        router: Router,
+        pool: Pool,
+        reactor: Any,
+        owner: str,
+        settings: DispatchSection,
+        notify: Notify,
+        traffic: TrafficLog | None = None,
+    ) -> None:
+        self.store = store
+        self.router = router
+        self.pool = pool
+        self.reactor = reactor
+        self.owner = owner
+        self.settings = settings
+        self.notify = notify
+        self.traffic = traffic
+        self._waiting: deque[_Waiting] = deque()
+        self._claiming = False
+        self._pump_call: Any = None
+        self._timer: Any = None
+        self._in_flight = 0
+        self._outcomes: list[Outcome] = []
+        self._flush_call: Any = None
+        self._recording: set[Deferred[Any]] = set()
+        self._maintenance: LoopingCall | None = None
+        self._last_purge = 0.0
+        self.counters = {"sent": 0, "failed": 0, "retried": 0, "expired": 0}
+
+    # Life -----------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        now = self.reactor.seconds()
+        d = self.store.release_leases(self.owner, now, True)
+        d.addCallback(self._released)
+        d.addErrback(lambda f: log.failure("cannot release old leases", f))
+        self._maintenance = LoopingCall(self._maintain)
+        self._maintenance.clock = self.reactor
+        self._maintenance.start(30.0, now=False)
+
+    def _released(self, count: int) -> None:
+        if count:
+            log.info("took back {count} messages left in flight by an earlier run", count=count)
+        self.wake()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        for call in (self._pump_call, self._timer):
+            if call is not None and call.active():
+                call.cancel()
+        self._pump_call = self._timer = None
+        if self._maintenance is not None and self._maintenance.running:
+            self._maintenance.stop()
+        now = self.reactor.seconds()
+        while self._waiting:  # claimed but not handed to a gateway: back to the queue
+            w = self._waiting.popleft()
+            self._add_outcome(Outcome(w.message.id, None, (), State.QUEUED, now, now, False))
+        return self._drain(self.reactor.seconds() + 15.0)
+
+    def _drain(self, deadline: float) -> Deferred[None]:
+        """Wait for sends in flight (until ``deadline``), then for the last records."""
+        d: Deferred[None] = Deferred()
+
+        def check() -> None:
+            if self._in_flight and self.reactor.seconds() < deadline:
+                self.reactor.callLater(0.05, check)
+                return
+            if self._in_flight:
+                log.warn(
+                    "{count} sends still open at shutdown; they stay leased", count=self._in_flight
+                )
+            self._flush()
+            pending = list(self._recording)
+            if not pending:
+                d.callback(None)
+                return
+            from twisted.internet.defer import DeferredList
+
+            DeferredList(pending).addBoth(lambda _: d.callback(None))
+
+        check()
+        return d
+
+    # Pumping ---------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for work now (a submit was committed, a gateway got room)."""
+        if self.running and self._pump_call is None:
+            self._pump_call = self.reactor.callLater(0, self._pump)
+
+    def _sleep_until(self, when: float) -> None:
+        if not self.running:
+            return
+        delay = max(0.0, when - self.reactor.seconds())
+        if self._timer is not None and self._timer.active():
+            if self._timer.getTime() <= when:
+                return
+            self._timer.cancel()
+        self._timer = self.reactor.callLater(delay, self._wake_from_timer)
+
+    def _wake_from_timer(self) -> None:
+        self._timer = None
+        self.wake()
+
+    def _pump(self) -> None:
+        self._pump_call = None
+        if not self.running:
+            return
+        now = self.reactor.seconds()
+        self._hand_out(now)
+        if self._claiming:
+            return
+        room = self.pool.capacity(now, self.settings.lease / 4) - len(self._waiting)
+        if room <= 0:
+            change = self.pool.next_change(now)
+            self._sleep_until(change if change is not None else now + self.settings.poll)
+            return
+        limit = min(self.settings.batch, room)
+        self._claiming = True
+        d = self.store.claim(self.owner, now, self.settings.lease, limit)
+        d.addCallbacks(self._claimed, self._claim_failed, callbackArgs=(limit,))
+
+    def _claimed(self, messages: list[Message], limit: int) -> None:
+        self._claiming = False
+        for m in messages:
+            self._waiting.append(_Waiting(m, self.router.route(m)))
+        if not self.running:
+            return
+        self._hand_out(self.reactor.seconds())
+        if len(messages) == limit:
+            self.wake()
+        else:
+            self.store.next_due().addCallbacks(self._schedule_next, self._claim_failed)
+
+    def _schedule_next(self, due: float | None) -> None:
+        now = self.reactor.seconds()
+        limit = now + self.settings.poll
+        self._sleep_until(limit if due is None else min(max(due, now), limit))
+
+    def _claim_failed(self, failure: Failure) -> None:
+        self._claiming = False
+        log.failure("claiming messages from the store failed", failure)
+        self._sleep_until(self.reactor.seconds() + max(self.settings.poll, 1.0))
+
+    def _hand_out(self, now: float) -> None:
+        """Give waiting messages to gateways with room; keep those that must wait."""
+        if not self._waiting:
+            return
+        keep: deque[_Waiting] = deque()
+        while self._waiting:
+            w = self._waiting.popleft()
+            m = w.message
+            if m.expires_at <= now:
+                self._add_outcome(
+                    Outcome(m.id, None, (), State.EXPIRED, now, error="validity period ended")
+                )
+                self.counters["expired"] += 1
+                continue
+            candidates = self._candidates(w.route, now)
+            member = self.pool.pick(candidates, now) if candidates else None
+            if member is not None:
+                self._send(m, w.route, member, now, (), ())
+            elif candidates and self.pool.availability(candidates, now) is Availability.BUSY:
+                keep.append(w)
+            else:
+                # Nobody who may carry it is up: back to the queue, no attempt counted.
+                self._add_outcome(
+                    Outcome(
+                        m.id,
+                        None,
+                        (),
+                        State.QUEUED,
+                        now,
+                        due_at=now + self.settings.retry_min,
+                        count_attempt=False,
+                        error="no gateway up for this number",
+                    )
+                )
+        self._waiting = keep
+        if keep:
+            change = self.pool.next_change(now)
+            self._sleep_until(change if change is not None else now + self.settings.poll)
+
+    def _candidates(self, route: Route, now: float) -> tuple[str, ...]:
+        """The route's gateways, or its fallbacks while none of those is up."""
+        if route.fallback and self.pool.availability(route.gateways, now) is Availability.DOWN:
+            return route.fallback
+        return route.gateways
+
+    # Sending ---------------------------------------------------------------
+
+    def _send(
+        self,
+        message: Message,
+        route: Route,
+        member: Member,
+        now: float,
+        tried: tuple[str, ...],
+        done: tuple[PartResult, ...],
+    ) -> None:
+        outgoing = (
+            message if route.number is None else attrs.evolve(message, recipient=route.number)
+        )
+        member.start(len(message.parts), now)
+        self._in_flight += 1
+        d = maybeDeferred(member.gateway.send, outgoing)
+        d.addErrback(self._send_error, message)
+        d.addCallback(self._sent, message, route, member, (*tried, member.id), done)
+        d.addErrback(lambda f: log.failure("recording a send result failed", f))
+
+    def _send_error(self, failure: Failure, message: Message) -> list[PartResult]:
+        log.failure("gateway send raised for message {id}", failure, id=message.id)
+        status = f"gateway error: {failure.getErrorMessage()}"
+        return [PartResult(p.seq, False, status=status, temporary=True) for p in message.parts]
+
+    def _sent(
+        self,
+        results: list[PartResult],
+        message: Message,
+        route: Route,
+        member: Member,
+        tried: tuple[str, ...],
+        done: tuple[PartResult, ...],
+    ) -> None:
+        self._in_flight -= 1
+        now = self.reactor.seconds()
+        by_seq = {r.seq: r for r in results}
+        results = [
+            attrs.evolve(by_seq[p.seq], gateway=member.id)
+            if p.seq in by_seq
+            else PartResult(p.seq, False, status="no result from gateway", gateway=member.id)
+            for p in message.parts
+        ]
+        ok = [r.seq for r in results if r.ok]
+        temporary = [r for r in results if not r.ok and r.temporary]
+        permanent = [r for r in results if not r.ok and not r.temporary]
+        member.finish(now, sent=len(ok), temporary_error=bool(temporary))
+        if ok and self.traffic is not None:
+            self.traffic.outbound(message, member.id, ok, now)
+        all_results = (*done, *results)
+        if permanent:
+            state, due, error = State.FAILED, None, permanent[0].status or "refused by the network"
+            self.counters["failed"] += 1
+        elif temporary:
+            if self.running:
+                candidates = self._candidates(route, now)
+                other = self.pool.pick(candidates, now, exclude=tried) if candidates else None
+                if other is not None:  # fail over at once, with the parts still to go
+                    left = tuple(p for p in message.parts if p.seq not in ok)
+                    ok_results = tuple(r for r in all_results if r.ok)
+                    self._send(
+                        attrs.evolve(message, parts=left), route, other, now, tried, ok_results
+                    )
+                    self.wake()
+                    return
+            attempts = message.attempts + 1
+            error = temporary[0].status or "temporary error"
+            if self.settings.max_attempts and attempts >= self.settings.max_attempts:
+                state, due = State.FAILED, None
+                error = f"gave up after {attempts} attempts: {error}"
+                self.counters["failed"] += 1
+            else:
+                state, due = State.QUEUED, now + self.backoff(attempts)
+                self.counters["retried"] += 1
+        else:
+            state, due, error = State.SENT, None, None
+            self.counters["sent"] += 1
+        self._add_outcome(Outcome(message.id, member.id, all_results, state, now, due, True, error))
+        self.wake()
+
+    def backoff(self, attempts: int) -> float:
+        """Exponential back-off with 10% jitter, so that retries do not come in waves."""
+        delay = min(self.settings.retry_max, self.settings.retry_min * 2 ** (attempts - 1))
+        return delay * random.uniform(0.9, 1.1)
+
+    # Recording -------------------------------------------------------------
+
+    def _add_outcome(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if not self._outcomes:
+            return
+        batch, self._outcomes = self._outcomes, []
+        d = self.store.record(batch)
+        self._recording.add(d)
+        d.addBoth(self._recorded, d, batch)
+
+    def _recorded(self, result: Any, d: Deferred[Any], batch: list[Outcome]) -> None:
+        self._recording.discard(d)
+        if isinstance(result, Failure):
+            # The messages stay leased; after the lease they are sent again.
+            log.failure("recording {count} send results failed", result, count=len(batch))
+            return
+        if result:
+            self.notify(result)
+
+    # Housekeeping ----------------------------------------------------------
+
+    def _maintain(self) -> Deferred[None]:
+        now = self.reactor.seconds()
+        d = self.store.expire(now)
+        d.addCallback(self._expired)
+        d.addCallback(lambda _: self.store.release_leases(self.owner, now, False))
+        if self.settings.purge_after and now - self._last_purge > 3600:
+            self._last_purge = now
+            d.addCallback(lambda _: self.store.purge(now - self.settings.purge_after))
+        d.addErrback(lambda f: log.failure("queue housekeeping failed", f))
+        d.addCallback(lambda _: self.wake())
+        return d
+
+    def _expired(self, changes: list[Change]) -> None:
+        if changes:
+            self.counters["expired"] += len(changes)
+            log.info("{count} messages expired in the queue", count=len(changes))
+            self.notify(changes)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "waiting": len(self._waiting),
+            "in_flight": self._in_flight,
+            **self.counters,
+        }

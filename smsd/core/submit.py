@@ -1,0 +1,241 @@
+"""Submission -> checked, normalised, segmented messages committed to the outbox.
+
+Every channel calls ``Submitter.submit`` and answers its client only when the
+returned Deferred fires: by then the messages are committed. A submission is
+all or nothing: one bad number refuses the whole request (and says which
+numbers), so a client never has to work out what was queued.
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+from collections.abc import Callable, Collection
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, fail
+
+from smsd import numbers, text
+from smsd.core.users import account_problem
+from smsd.model import OutPart, SenderPolicy, Submission, User
+from smsd.store import Added, Charge, NewMessage, QuotaExceeded
+
+MAX_MAXMSGS = 128
+
+
+class Refused(Exception):
+    """A submission refused; ``kind`` says which class of error, for the channel's code."""
+
+    BAD_REQUEST = "bad_request"  # HTTP 400, SMTP 550, SNPP 550, SIP 400/484
+    FORBIDDEN = "forbidden"  # 403: rights, sender ID, expired account
+    QUOTA = "quota"  # 403: monthly limit
+    UNAVAILABLE = "unavailable"  # 503: store trouble
+
+    def __init__(self, kind: str, reason: str, recipients: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+        self.recipients = recipients or {}  # raw number -> why it was refused
+
+
+@attrs.frozen
+class Accepted:
+    recipient: str  # normalised
+    id: int
+    parts: int
+    duplicate: bool = False  # the client's id was seen before; nothing new was queued
+
+
+@attrs.frozen
+class SubmitSettings:
+    default_country: str = "US"
+    validity: float = 5 * 86400
+    transliterate: bool = False
+    ref16: bool = False
+    gateway_ids: Collection[str] = ()
+    max_recipients: int = 1000
+
+
+class Submitter:
+    def __init__(
+        self,
+        store: Any,
+        settings: SubmitSettings,
+        reactor: Any,
+        committed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.reactor = reactor
+        self.committed = committed  # wakes the dispatcher
+        self._ref = random.randrange(0x10000)
+
+    def submit(
+        self,
+        sub: Submission,
+        user: User | None,
+        *,
+        maxmsgs: int = 10,
+        truncate: bool = True,
+    ) -> Deferred[list[Accepted]]:
+        """Check and queue: one Accepted per distinct recipient, or a Refused failure."""
+        try:
+            messages, charge = self.prepare(sub, user, maxmsgs=maxmsgs, truncate=truncate)
+        except Refused as e:
+            return fail(e)
+        d = self.store.add_messages(messages, charge)
+        d.addCallbacks(self._added, self._refused, callbackArgs=(messages,))
+        return d
+
+    def _added(self, added: list[Added], messages: list[NewMessage]) -> list[Accepted]:
+        if any(not a.duplicate for a in added):
+            self.committed()
+        return [
+            Accepted(m.recipient, a.id, a.parts, a.duplicate)
+            for m, a in zip(messages, added, strict=True)
+        ]
+
+    def _refused(self, failure: Any) -> None:
+        if failure.check(QuotaExceeded):
+            raise Refused(Refused.QUOTA, str(failure.value))
+        raise Refused(Refused.UNAVAILABLE, "the queue cannot take messages now") from failure.value
+
+    def prepare(
+        self, sub: Submission, user: User | None, *, maxmsgs: int, truncate: bool
+    ) -> tuple[list[NewMessage], Charge | None]:
+        """Everything that can be checked without the store; raises Refused."""
+        if user is not None:
+            problem = account_problem(user)
+            if problem:
+                raise Refused(Refused.FORBIDDEN, problem)
+        country = (user.default_country if user else None) or self.settings.default_country
+        recipients = self._recipients(sub.recipients, country)
+        sender = self._sender(sub.sender, user, country)
+        if sub.gateway is not None and sub.gateway not in self.settings.gateway_ids:
+            raise Refused(Refused.BAD_REQUEST, f"unknown gateway {sub.gateway!r}")
+        limit = sub.maxmsgs if sub.maxmsgs is not None else maxmsgs
+        if not 1 <= limit <= MAX_MAXMSGS:
+            raise Refused(Refused.BAD_REQUEST, f"maxmsgs must be 1..{MAX_MAXMSGS}, got {limit}")
+        cut = sub.truncate if sub.truncate is not None else truncate
+        now = self.reactor.seconds()
+        start = max(now, sub.not_before or now)
+        validity = sub.validity if sub.validity is not None else self.settings.validity
+        messages = []
+        for number in recipients:
+            plan = self._plan(sub, limit, cut)
+            messages.append(
+                NewMessage(
+                    recipient=number,
+                    sender=sender,
+                    text=plan.text,
+                    encoding=plan.encoding.value,
+                    dcs=plan.dcs,
+                    pid=sub.pid,
+                    parts=tuple(OutPart(p.seq, p.udh, p.text, p.data) for p in plan.parts),
+                    created_at=now,
+                    due_at=start,
+                    expires_at=start + validity,
+                    user=user.name if user else None,
+                    channel=sub.channel,
+                    client_ref=sub.client_ref,
+                    pin_gateway=sub.gateway,
+                    callback_url=sub.callback_url,
+                    reply_to=sub.reply_to,
+                    truncated=plan.truncated,
+                    origin=sub.origin,
+                )
+            )
+        charge = None
+        if user is not None:
+            period = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m")
+            charge = Charge(
+                user.name, period, sum(len(m.parts) for m in messages), user.monthly_limit
+            )
+        return messages, charge
+
+    def _recipients(self, raw: tuple[str, ...], country: str) -> list[str]:
+        if not raw:
+            raise Refused(Refused.BAD_REQUEST, "no recipient number")
+        if len(raw) > self.settings.max_recipients:
+            raise Refused(
+                Refused.BAD_REQUEST,
+                f"too many recipients: {len(raw)} (at most {self.settings.max_recipients})",
+            )
+        out: dict[str, None] = {}  # ordered, without repeats
+        bad: dict[str, str] = {}
+        for r in raw:
+            try:
+                out[numbers.normalise(r, country)] = None
+            except numbers.NumberError as e:
+                bad[r] = str(e)
+        if bad:
+            listed = ", ".join(f"{k!r}" for k in bad)
+            raise Refused(Refused.BAD_REQUEST, f"invalid number: {listed}", bad)
+        return list(out)
+
+    def _sender(self, wanted: str | None, user: User | None, country: str) -> str | None:
+        """The sender ID this user's policy gives (None: the gateway's own)."""
+        requested = None
+        if wanted:
+            try:
+                requested = numbers.parse_sender(wanted, country).value
+            except numbers.NumberError as e:
+                raise Refused(Refused.BAD_REQUEST, f"invalid sender: {e}") from None
+        if user is None or user.sender_policy == SenderPolicy.ANY:
+            return requested
+        policy = user.sender_policy
+        if policy == SenderPolicy.DEVICE:
+            allowed: tuple[str, ...] = ()
+        elif policy == SenderPolicy.FIXED:
+            allowed = user.senders
+        elif policy == SenderPolicy.MOBILE:
+            allowed = (user.mobile,) if user.mobile else ()
+        else:
+            allowed = user.dedicated
+        if requested is None:
+            if policy != SenderPolicy.DEVICE and not allowed:
+                raise Refused(
+                    Refused.FORBIDDEN, f"sender policy {policy.value!r} but no sender set"
+                )
+            return allowed[0] if allowed else None
+        if requested in allowed:
+            return requested
+        raise Refused(Refused.FORBIDDEN, f"sender ID {wanted!r} is not allowed for this user")
+
+    def _plan(self, sub: Submission, maxmsgs: int, truncate: bool) -> text.Plan:
+        self._ref = (self._ref + 1) & 0xFFFF
+        try:
+            if sub.data is not None:
+                return text.plan_binary(
+                    sub.data,
+                    udh=sub.udh,
+                    maxmsgs=maxmsgs,
+                    truncate=truncate,
+                    concat_ref=self._ref,
+                    ref16=self.settings.ref16,
+                    dcs=sub.dcs,
+                    flash=sub.flash,
+                )
+            if sub.text is None:
+                raise Refused(Refused.BAD_REQUEST, "empty text")
+            translit = sub.transliterate
+            if translit is None:
+                translit = self.settings.transliterate
+            return text.plan_text(
+                sub.text,
+                maxmsgs=maxmsgs,
+                truncate=truncate,
+                transliterate=translit,
+                flash=sub.flash,
+                concat_ref=self._ref,
+                ref16=self.settings.ref16,
+                dcs=sub.dcs,
+            )
+        except text.TooLong as e:
+            raise Refused(
+                Refused.BAD_REQUEST,
+                f"text needs {e.needed} SMS, more than maxmsgs={e.allowed}",
+            ) from None
+        except text.TextError as e:
+            raise Refused(Refused.BAD_REQUEST, str(e)) from None

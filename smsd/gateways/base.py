@@ -1,0 +1,70 @@
+"""The one interface between the core and every network-side driver.
+
+A gateway is a Twisted service with ``send(message)``: it hands the
+message's pending parts to its network and answers, per part, sent (with the
+network's id for the delivery report) or failed (temporary or permanent,
+with the network's own words). What comes back unasked (delivery reports,
+inbound SMS, its own health) it gives to the ``GatewayEvents`` the core
+handed it. Gateways never call channels and never touch the store.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+
+from smsd.model import Inbound, Message, PartResult, Report
+
+
+class Health(enum.StrEnum):
+    STARTING = "starting"
+    UP = "up"
+    DOWN = "down"  # the driver knows it cannot send (link down, modem gone)
+    DISABLED = "disabled"
+
+
+class GatewayEvents(Protocol):
+    """What the core gives each gateway to report what the network says."""
+
+    def report(self, report: Report) -> None: ...
+
+    def receive(self, inbound: Inbound) -> Deferred[int]:
+        """Fires with the inbox id once the SMS is committed (then, and only
+        then, may a modem delete it from the SIM or an SMSC get its ack)."""
+        ...
+
+    def health_changed(self, gateway: Gateway, health: Health, reason: str) -> None: ...
+
+
+class Gateway(Service):
+    """Base class: keeps the id, the events sink and the health state."""
+
+    type: str = "base"
+
+    def __init__(self, gateway_id: str, events: GatewayEvents, *, sender: str = "") -> None:
+        self.id = gateway_id
+        self.name = f"gateway:{gateway_id}"
+        self.events = events
+        self.default_sender = sender or None
+        self.health = Health.STARTING
+        self.health_reason = ""
+
+    def set_health(self, health: Health, reason: str = "") -> None:
+        if health != self.health or reason != self.health_reason:
+            self.health, self.health_reason = health, reason
+            self.events.health_changed(self, health, reason)
+
+    def send(self, message: Message) -> Deferred[list[PartResult]]:
+        """Send ``message.parts``; one PartResult per part, in order.
+
+        Errors must come back as PartResults, not as a failed Deferred; a
+        failed Deferred is taken as a temporary error of every part.
+        """
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        """What the health page shows about this gateway, beyond its state."""
+        return {}

@@ -1,0 +1,256 @@
+"""The loopback gateway: a simulated network for the default setup, demos and tests.
+
+Every part it "sends" becomes one JSON line in its log file (by default
+``loopback.jsonl`` in the data directory)::
+
+    {"id": 17, "part": 1, "parts": 2, "number": "+15551234567", "sender": null,
+     "text": "...", "encoding": "gsm7", "udh": "050003a70201", "dcs": 0,
+     "provider_id": "lb-...", "at": 1795000000.0, "created": 1795000000.0}
+
+(``hex`` instead of ``text`` for binary parts). It simulates latency, a
+share of refused submits (temporary errors, retried) and of failed
+deliveries, and sends a delivery report per part.
+
+Like an SMSC with duplicate detection it remembers what it accepted: a part
+it already has (same message id, part and creation time; a crash between its
+acceptance and the store's commit sends it again) is acknowledged with the
+same id and not written twice. At start it reads the tail of its log to
+remember, and repeats the reports of recent parts (the store ignores those
+it has applied already), as an SMSC repeats unacknowledged reports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+from typing import Any
+
+import attrs
+from twisted.internet import task
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from smsd.appender import Appender
+from smsd.configschema import Duration, setting
+from smsd.gateways.base import Gateway, GatewayEvents, Health
+from smsd.model import Inbound, Message, PartResult, Report, State
+
+log = Logger()
+
+TAIL_BYTES = 16 * 1024 * 1024
+REPLAY_WINDOW = 86400.0
+MEMORY = 200_000  # accepted parts remembered for duplicate detection
+
+
+def _rate(value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"must be a fraction between 0 and 1, got {value!r}")
+
+
+@attrs.frozen
+class Options:
+    latency: Duration = setting(Duration(0.01), "how long a submit takes")
+    report_delay: Duration = setting(Duration(0.1), "delivery report this long after sending")
+    reports: bool = setting(True, "send delivery reports")
+    failure_rate: float = setting(0.0, "share of parts whose report says undeliverable", _rate)
+    reject_rate: float = setting(0.0, "share of submits refused with a temporary error", _rate)
+    log: str = setting("loopback.jsonl", "output file, relative to data_dir")
+    seed: int = setting(0, "random seed for repeatable runs; 0: random")
+
+
+class LoopbackGateway(Gateway):
+    type = "loopback"
+
+    def __init__(
+        self,
+        gateway_id: str,
+        events: GatewayEvents,
+        options: Options,
+        path: str,
+        reactor: Any,
+        *,
+        sender: str = "",
+    ) -> None:
+        super().__init__(gateway_id, events, sender=sender)
+        self.options = options
+        self.path = path
+        self.reactor = reactor
+        self.random = random.Random(options.seed or None)
+        self._appender: Appender | None = None
+        self._accepted: dict[tuple[int, int, float], str] = {}  # oldest first
+        self._cut_line = False
+        self.sent_parts = 0
+        self.reports_sent = 0
+
+    def startService(self) -> Any:
+        super().startService()
+        pool = self.reactor.getThreadPool()
+        d = deferToThreadPool(self.reactor, pool, read_tail, self.path, TAIL_BYTES)
+        d.addCallback(self._remember)
+        d.addErrback(lambda f: log.failure("cannot read {path}", f, path=self.path))
+        d.addBoth(lambda _: self._open())
+        return d
+
+    def _remember(self, tail: tuple[list[dict[str, Any]], bool]) -> None:
+        entries, self._cut_line = tail
+        now = self.reactor.seconds()
+        replay = []
+        for e in entries:
+            try:
+                key = (int(e["id"]), int(e["part"]), float(e["created"]))
+                provider_id = str(e["provider_id"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            self._accept(key, provider_id)
+            if self.options.reports and now - float(e.get("at", 0)) < REPLAY_WINDOW:
+                replay.append(provider_id)
+        if replay:
+            log.info(
+                "loopback {id}: repeating {count} recent delivery reports",
+                id=self.id,
+                count=len(replay),
+            )
+            for provider_id in replay:
+                self._schedule_report(provider_id)
+
+    def _accept(self, key: tuple[int, int, float], provider_id: str) -> None:
+        self._accepted[key] = provider_id
+        if len(self._accepted) > MEMORY:
+            del self._accepted[next(iter(self._accepted))]
+
+    def _open(self) -> None:
+        self._appender = Appender(self.path, self.reactor)
+        if self._cut_line:  # a crash cut the last line: end it, so the next one stands alone
+            self._appender.write("")
+        if self.running:
+            self.set_health(Health.UP)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.set_health(Health.DOWN, "stopped")
+        if self._appender is not None:
+            return self._appender.close()
+        return None
+
+    def send(self, message: Message) -> Deferred[list[PartResult]]:
+        if self.options.latency:
+            return task.deferLater(self.reactor, self.options.latency, self._submit, message)
+        return self._submit(message)
+
+    def _submit(self, message: Message) -> Deferred[list[PartResult]]:
+        assert self._appender is not None
+        if self.options.reject_rate and self.random.random() < self.options.reject_rate:
+            status = "loopback: submit refused (simulated)"
+            return succeed(
+                [PartResult(p.seq, False, status=status, temporary=True) for p in message.parts]
+            )
+        now = self.reactor.seconds()
+        sender = message.sender or self.default_sender
+        results, lines = [], []
+        for part in message.parts:
+            key = (message.id, part.seq, message.created_at)
+            provider_id = self._accepted.get(key)
+            if provider_id is None:
+                provider_id = uuid.uuid4().hex[:20]
+                self._accept(key, provider_id)
+                lines.append(
+                    json.dumps(
+                        self._entry(message, part, sender, provider_id, now), ensure_ascii=False
+                    )
+                )
+            results.append(PartResult(part.seq, True, provider_id=provider_id, status="accepted"))
+        d = self._appender.write_many(lines) if lines else succeed(None)
+
+        def written(_: Any) -> list[PartResult]:
+            self.sent_parts += len(lines)
+            for r in results:
+                self._schedule_report(r.provider_id or "")
+            return results
+
+        return d.addCallback(written)
+
+    def _entry(
+        self, message: Message, part: Any, sender: str | None, provider_id: str, now: float
+    ) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": message.id,
+            "part": part.seq,
+            "parts": message.total,
+            "number": message.recipient,
+            "sender": sender,
+        }
+        if part.text is not None:
+            entry["text"] = part.text
+        else:
+            entry["hex"] = (part.data or b"").hex()
+        entry.update(
+            encoding=message.encoding,
+            udh=part.udh.hex() or None,
+            dcs=message.dcs,
+            provider_id=provider_id,
+            at=now,
+            created=message.created_at,
+        )
+        return entry
+
+    def _schedule_report(self, provider_id: str) -> None:
+        if not self.options.reports:
+            return
+        self.reactor.callLater(self.options.report_delay, self._report, provider_id)
+
+    def _report(self, provider_id: str) -> None:
+        if self.options.failure_rate and self.random.random() < self.options.failure_rate:
+            state, status = State.FAILED, "stat:UNDELIV err:001"
+        else:
+            state, status = State.DELIVERED, "stat:DELIVRD err:000"
+        self.reports_sent += 1
+        self.events.report(Report(self.id, provider_id, state, status, self.reactor.seconds()))
+
+    def inject(self, sender: str, recipient: str, text: str) -> Deferred[int]:
+        """Simulate an SMS from a phone to one of our numbers."""
+        return self.events.receive(
+            Inbound(self.id, sender, recipient, text, received_at=self.reactor.seconds())
+        )
+
+    def status(self) -> dict[str, Any]:
+        return {"log": self.path, "parts_written": self.sent_parts, "reports": self.reports_sent}
+
+
+def read_tail(path: str, size: int) -> tuple[list[dict[str, Any]], bool]:
+    """The JSON entries in the last ``size`` bytes of ``path`` (runs in a thread),
+    and whether the file ends in a cut line."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return [], False
+    with f:
+        end = f.seek(0, os.SEEK_END)
+        f.seek(max(0, end - size))
+        chunk = f.read()
+    lines = chunk.split(b"\n")
+    if end > size:
+        lines = lines[1:]  # the first line is cut
+    entries = []
+    for line in lines:
+        if line.strip():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash
+    return entries, bool(chunk) and not chunk.endswith(b"\n")
+
+
+def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> LoopbackGateway:
+    from smsd.config import resolve
+
+    return LoopbackGateway(
+        common.id,
+        events,
+        options,
+        resolve(context.config, options.log),
+        context.reactor,
+        sender=common.sender,
+    )

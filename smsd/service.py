@@ -1,0 +1,264 @@
+"""Configuration -> one service tree. The only place that wires parts together.
+
+Start order: gateways, then the dispatcher, then the channels (nobody is
+accepted before something can send). Stop order is the reverse, each step
+waiting for the one before: channels stop accepting, the dispatcher
+finishes what is in flight, gateways close, then the store.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from typing import Any
+
+import attrs
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from smsd import numbers
+from smsd.appender import Appender
+from smsd.channels.callbacks import Callbacks
+from smsd.channels.http import HttpContext, HttpError, make_site
+from smsd.config import Config, ConfigError, gateway_module, load, resolve
+from smsd.core.dispatch import Dispatcher
+from smsd.core.inbound import Receiver
+from smsd.core.pool import Member, Pool
+from smsd.core.reports import ReportSink
+from smsd.core.routing import Router
+from smsd.core.submit import SubmitSettings, Submitter
+from smsd.core.users import Directory
+from smsd.gateways.base import Gateway, Health
+from smsd.model import Inbound, Report
+from smsd.store import Change, StoreError, open_store
+from smsd.traffic import TrafficLog
+
+log = Logger()
+
+
+@attrs.frozen
+class GatewayContext:
+    """What a gateway driver's ``make`` may use besides its own options."""
+
+    config: Config
+    reactor: Any
+
+
+class CoreEvents:
+    """The GatewayEvents every gateway gets: reports, inbound SMS, health."""
+
+    def __init__(self, reports: ReportSink, receiver: Receiver) -> None:
+        self.reports = reports
+        self.receiver = receiver
+        self.on_health: list[Any] = []
+
+    def report(self, report: Report) -> None:
+        self.reports.report(report)
+
+    def receive(self, inbound: Inbound) -> Deferred[int]:
+        return self.receiver.receive(inbound)
+
+    def health_changed(self, gateway: Gateway, health: Health, reason: str) -> None:
+        log.info(
+            "gateway {gateway} is {health}{why}",
+            gateway=gateway.id,
+            health=health.value,
+            why=f" ({reason})" if reason else "",
+        )
+        for listener in self.on_health:
+            listener(gateway, health, reason)
+
+
+class Smsd(MultiService):
+    """The root service: owns the store and stops things in a safe order."""
+
+    def __init__(self, config: Config, store: Any, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        self.reactor = reactor
+        self.gateways: list[Gateway] = []
+        self.channels: list[Service] = []
+        self.dispatcher: Dispatcher | None = None
+        self.closers: list[Any] = []  # called last, in order (traffic log, ...)
+        self.started_at = 0.0
+
+    def startService(self) -> None:
+        self.started_at = time.time()
+        Service.startService(self)
+        for service in (*self.gateways, self.dispatcher, *self.channels):
+            if service is not None:
+                service.startService()
+        log.info(
+            "smsd started: data in {data_dir}, gateways {ids}",
+            data_dir=self.config.data_dir,
+            ids=", ".join(g.id for g in self.gateways),
+        )
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop())
+
+    async def _stop(self) -> None:
+        for channel in self.channels:
+            await _maybe(channel.stopService())
+        if self.dispatcher is not None:
+            await _maybe(self.dispatcher.stopService())
+        for gateway in self.gateways:
+            await _maybe(gateway.stopService())
+        for close in self.closers:
+            await _maybe(close())
+        await self.store.close()
+        log.info("smsd stopped")
+
+
+async def _maybe(value: Any) -> None:
+    if isinstance(value, Deferred):
+        await value
+
+
+def make_service(config: Config, reactor: Any = None) -> Smsd:
+    """Build every part from the configuration (before the reactor runs: may block)."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    os.makedirs(config.data_dir, exist_ok=True)
+    store = open_store(
+        config.store.url,
+        config.data_dir,
+        synchronous=config.store.synchronous,
+        batch=config.store.batch,
+    )
+    root = Smsd(config, store, reactor)
+    traffic = None
+    if config.smsd.traffic_log:
+        traffic = TrafficLog(Appender(resolve(config, config.smsd.traffic_log), reactor))
+        root.closers.append(traffic.close)
+
+    listeners: list[Any] = []
+
+    def notify(changes: list[Change]) -> None:
+        for listener in listeners:
+            listener(changes)
+
+    reports = ReportSink(store, reactor, notify)
+    receiver = Receiver(store, reactor, traffic)
+    events = CoreEvents(reports, receiver)
+    root.closers.insert(0, reports.flush)
+
+    context = GatewayContext(config, reactor)
+    now = reactor.seconds()
+    members = []
+    for g in config.gateways:
+        gateway = gateway_module(g.common.type).make(g.common, g.options, events, context)
+        root.gateways.append(gateway)
+        c = g.common
+        members.append(
+            Member(
+                gateway,
+                now=now,
+                window=c.window,
+                throughput=c.throughput,
+                weight=c.weight,
+                max_failures=c.max_failures,
+                down_for=c.down_for,
+                enabled=c.enabled,
+            )
+        )
+    pool = Pool(members)
+    ids = config.gateway_ids()
+    dispatcher = Dispatcher(
+        store=store,
+        router=Router.from_config(config.routes, ids),
+        pool=pool,
+        reactor=reactor,
+        owner=config.node_id,
+        settings=config.dispatch,
+        notify=notify,
+        traffic=traffic,
+    )
+    root.dispatcher = dispatcher
+    events.on_health.append(lambda *_: dispatcher.wake())
+
+    submitter = Submitter(
+        store,
+        SubmitSettings(
+            default_country=config.smsd.default_country,
+            validity=config.dispatch.validity,
+            transliterate=config.text.transliterate,
+            ref16=config.text.ref16,
+            gateway_ids=frozenset(ids),
+            max_recipients=config.http.max_recipients,
+        ),
+        reactor,
+        committed=dispatcher.wake,
+    )
+    directory = Directory(store, reactor)
+    callbacks = Callbacks(
+        reactor, timeout=config.http.callback_timeout, attempts=config.http.callback_attempts
+    )
+    listeners.append(callbacks.notify)
+
+    def health() -> Deferred[dict[str, Any]]:
+        now = reactor.seconds()
+
+        def answer(queue: dict[str, Any]) -> dict[str, Any]:
+            gateways = pool.status(now)
+            return {
+                "ok": any(g["state"] == Health.UP.value for g in gateways),
+                "node": config.node_id,
+                "uptime": round(time.time() - root.started_at, 1),
+                "gateways": gateways,
+                "queue": queue,
+                "dispatcher": dispatcher.status(),
+                "reports_received": reports.received,
+                "inbound_received": receiver.received,
+                "callbacks": {"delivered": callbacks.delivered, "given_up": callbacks.given_up},
+            }
+
+        return store.queue_stats(now).addCallback(answer)
+
+    def inject(gateway: str, sender: str, recipient: str, text: str) -> Deferred[int]:
+        if gateway not in ids:
+            raise HttpError(400, f"unknown gateway {gateway!r}")
+        try:
+            sender = numbers.parse_sender(sender, config.smsd.default_country).value
+            recipient = numbers.normalise(recipient, config.smsd.default_country)
+        except numbers.NumberError as e:
+            raise HttpError(400, str(e)) from None
+        return receiver.receive(Inbound(gateway, sender, recipient, text))
+
+    http = HttpContext(
+        settings=config.http,
+        submitter=submitter,
+        directory=directory,
+        store=store,
+        trusted_networks=[
+            ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks
+        ],
+        reactor=reactor,
+        health=health,
+        inject=inject,
+    )
+    site = make_site(http)
+    for description in config.http.listen:
+        service = StreamServerEndpointService(serverFromString(reactor, description), site)
+        service._raiseSynchronously = True
+        root.channels.append(service)
+    return root
+
+
+def service_from_options(config_path: str | None, data_dir: str | None) -> Smsd:
+    """For the twistd plugin: any configuration problem ends the start with one line."""
+    try:
+        config = load(config_path, data_dir)
+        return make_service(config)
+    except ConfigError as e:
+        raise SystemExit(f"smsd: {e}") from None
+    except (StoreError, OSError) as e:
+        raise SystemExit(f"smsd: cannot open the store: {e}") from None

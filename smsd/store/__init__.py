@@ -1,0 +1,153 @@
+"""The durable state of smsd and the interface every store backend offers.
+
+Every method returns a Deferred and never blocks the reactor. The interface
+is shaped for several nodes sharing one database later (PostgreSQL): the
+dispatcher *claims* due messages with a lease instead of keeping a private
+queue, and counters are updated atomically inside the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet.defer import Deferred
+
+from smsd.model import Inbound, Message, OutPart, PartResult, Report, State, User
+
+
+class StoreError(Exception):
+    """Something the store refused; ``str()`` is fit for a client."""
+
+
+class QuotaExceeded(StoreError):
+    def __init__(self, used: int, limit: int, wanted: int) -> None:
+        super().__init__(f"monthly limit reached: {used} of {limit} SMS used, this needs {wanted}")
+        self.used, self.limit, self.wanted = used, limit, wanted
+
+
+class UserExists(StoreError):
+    pass
+
+
+class NoSuchUser(StoreError):
+    pass
+
+
+class NumberTaken(StoreError):
+    pass
+
+
+@attrs.frozen
+class NewMessage:
+    """A message ready to be committed to the outbox."""
+
+    recipient: str
+    sender: str | None
+    text: str | None
+    encoding: str
+    dcs: int
+    pid: int
+    parts: tuple[OutPart, ...]
+    created_at: float
+    due_at: float
+    expires_at: float
+    user: str | None = None
+    channel: str = "api"
+    client_ref: str | None = None
+    pin_gateway: str | None = None
+    callback_url: str | None = None
+    reply_to: str | None = None
+    truncated: bool = False
+    origin: str | None = None
+
+
+@attrs.frozen
+class Charge:
+    """Parts to count against a user's monthly limit, atomically with the insert."""
+
+    user: str
+    period: str  # "2026-11"
+    parts: int
+    limit: int  # 0 = count but never refuse
+
+
+@attrs.frozen
+class Added:
+    id: int
+    parts: int
+    duplicate: bool = False  # the client_ref was seen before: nothing new was queued
+
+
+@attrs.frozen
+class Outcome:
+    """What happened when a claimed message was handed to a gateway."""
+
+    message_id: int
+    gateway: str | None
+    results: tuple[PartResult, ...]
+    state: State  # the message's new state: SENT, QUEUED (retry), FAILED, EXPIRED
+    at: float
+    due_at: float | None = None  # for QUEUED: when to try again
+    count_attempt: bool = True  # False when released unsent (no gateway free)
+    error: str | None = None
+
+
+@attrs.frozen
+class Change:
+    """A message whose state changed, for whoever must be told (callbacks, mail)."""
+
+    message_id: int
+    state: State
+    status: str | None
+    user: str | None
+    channel: str
+    client_ref: str | None
+    callback_url: str | None
+    recipient: str
+
+
+class Store(Protocol):
+    """What the core and channels need from durable storage."""
+
+    # Outbox
+    def add_messages(
+        self, messages: list[NewMessage], charge: Charge | None
+    ) -> Deferred[list[Added]]: ...
+    def claim(
+        self, owner: str, now: float, lease: float, limit: int
+    ) -> Deferred[list[Message]]: ...
+    def record(self, outcomes: list[Outcome]) -> Deferred[list[Change]]: ...
+    def apply_reports(self, reports: list[Report]) -> Deferred[list[Change]]: ...
+    def release_leases(self, owner: str, now: float, own: bool) -> Deferred[int]: ...
+    def expire(self, now: float) -> Deferred[list[Change]]: ...
+    def next_due(self) -> Deferred[float | None]: ...
+    def get_message(self, message_id: int) -> Deferred[dict[str, Any] | None]: ...
+    def queue_stats(self, now: float) -> Deferred[dict[str, Any]]: ...
+    def purge(self, before: float) -> Deferred[int]: ...
+    # Inbox
+    def add_inbound(self, messages: list[Inbound]) -> Deferred[list[int]]: ...
+    def list_inbound(
+        self, after: int, limit: int, recipients: list[str] | None = None
+    ) -> Deferred[list[Inbound]]: ...
+    # Users
+    def add_user(self, user: User) -> Deferred[None]: ...
+    def update_user(self, user: User) -> Deferred[None]: ...
+    def delete_user(self, name: str) -> Deferred[None]: ...
+    def get_user(self, name: str) -> Deferred[User | None]: ...
+    def list_users(self) -> Deferred[list[User]]: ...
+    def usage(self, user: str, period: str) -> Deferred[int]: ...
+    # Life
+    def close(self) -> Deferred[None]: ...
+
+
+def open_store(url: str, data_dir: str, *, synchronous: str = "full", batch: int = 512) -> Store:
+    """Open (and migrate) the store named by ``url``.
+
+    Runs before the reactor starts, so blocking work here is fine.
+    """
+    if not url or url.startswith("sqlite:"):
+        from smsd.store.sqlite import SQLiteStore, path_from_url
+
+        return SQLiteStore.open(path_from_url(url, data_dir), synchronous=synchronous, batch=batch)
+    raise StoreError(f"unsupported store url {url!r} (supported: sqlite:///path)")

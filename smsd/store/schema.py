@@ -1,0 +1,135 @@
+"""SQLite schema and its migrations.
+
+The schema version lives in ``PRAGMA user_version``; each migration is a
+list of statements applied in one transaction, so an interrupted upgrade
+leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: list[list[str]] = [
+    # 1: outbox, parts, unmatched reports, inbox, users, usage counters
+    [
+        """CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            user TEXT,
+            channel TEXT NOT NULL,
+            client_ref TEXT,
+            recipient TEXT NOT NULL,
+            sender TEXT,
+            text TEXT,
+            encoding TEXT NOT NULL,
+            dcs INTEGER NOT NULL,
+            pid INTEGER NOT NULL DEFAULT 0,
+            total INTEGER NOT NULL,
+            truncated INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL,
+            pin_gateway TEXT,
+            gateway TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            due_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            lease_owner TEXT,
+            lease_until REAL,
+            status TEXT,
+            error TEXT,
+            callback_url TEXT,
+            reply_to TEXT,
+            origin TEXT
+        )""",
+        "CREATE INDEX messages_state_due ON messages (state, due_at)",
+        """CREATE UNIQUE INDEX messages_client_ref
+           ON messages (coalesce(user, ''), client_ref, recipient) WHERE client_ref IS NOT NULL""",
+        """CREATE TABLE parts (
+            message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            udh BLOB NOT NULL,
+            body TEXT,
+            data BLOB,
+            state TEXT NOT NULL,
+            gateway TEXT,
+            provider_id TEXT,
+            status TEXT,
+            sent_at REAL,
+            done_at REAL,
+            PRIMARY KEY (message_id, seq)
+        ) WITHOUT ROWID""",
+        """CREATE INDEX parts_provider ON parts (gateway, provider_id)
+           WHERE provider_id IS NOT NULL""",
+        """CREATE TABLE reports (
+            id INTEGER PRIMARY KEY,
+            received_at REAL NOT NULL,
+            gateway TEXT NOT NULL,
+            provider_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status TEXT
+        )""",
+        "CREATE INDEX reports_provider ON reports (gateway, provider_id)",
+        """CREATE TABLE inbox (
+            id INTEGER PRIMARY KEY,
+            received_at REAL NOT NULL,
+            gateway TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            text TEXT,
+            data BLOB,
+            encoding TEXT NOT NULL,
+            parts INTEGER NOT NULL DEFAULT 1,
+            state TEXT NOT NULL DEFAULT 'new',
+            owner TEXT
+        )""",
+        """CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            password_hash TEXT NOT NULL,
+            emails TEXT NOT NULL DEFAULT '[]',
+            mobile TEXT,
+            sender_policy TEXT NOT NULL,
+            senders TEXT NOT NULL DEFAULT '[]',
+            monthly_limit INTEGER NOT NULL DEFAULT 0,
+            expires TEXT,
+            active INTEGER NOT NULL DEFAULT 1,
+            default_country TEXT,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE dedicated_numbers (
+            number TEXT PRIMARY KEY,
+            user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE
+        )""",
+        """CREATE TABLE usage (
+            user TEXT NOT NULL,
+            period TEXT NOT NULL,
+            parts INTEGER NOT NULL,
+            PRIMARY KEY (user, period)
+        ) WITHOUT ROWID""",
+    ],
+]
+
+VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to ``VERSION``; returns the version it had."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current > VERSION:
+        raise SchemaTooNew(
+            f"database schema version {current} is newer than this smsd knows ({VERSION})"
+        )
+    for version in range(current + 1, VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return current

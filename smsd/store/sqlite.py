@@ -1,0 +1,688 @@
+"""The embedded store: SQLite in WAL mode, one writer thread with group commit.
+
+Writes go through one thread that commits whatever is queued in one
+transaction; reads go through a second thread with its own connection
+(WAL lets it read while the writer writes). Both answer with Deferreds, so
+the reactor never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from twisted.internet import reactor as default_reactor
+from twisted.internet.defer import Deferred
+
+from smsd.model import (
+    FINAL_STATES,
+    Inbound,
+    Message,
+    OutPart,
+    Report,
+    SenderPolicy,
+    State,
+    User,
+    aggregate_state,
+)
+from smsd.store import (
+    Added,
+    Change,
+    Charge,
+    NewMessage,
+    NoSuchUser,
+    NumberTaken,
+    Outcome,
+    QuotaExceeded,
+    UserExists,
+)
+from smsd.store.schema import migrate
+from smsd.worker import WorkerThread
+
+_FINAL = tuple(s.value for s in FINAL_STATES)
+_CHANGE_COLUMNS = "id, state, status, user, channel, client_ref, callback_url, recipient"
+
+
+def path_from_url(url: str, data_dir: str) -> str:
+    """``sqlite:///rel/path.db`` (relative), ``sqlite:////abs/path.db``; empty: data_dir/smsd.db."""
+    if not url:
+        return os.path.join(data_dir, "smsd.db")
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"expected sqlite:///path, got {url!r}")
+    return url[len("sqlite:///") :]
+
+
+def _connect(path: str, synchronous: str, *, read_only: bool = False) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    if read_only:
+        conn.execute("PRAGMA query_only = ON")
+    return conn
+
+
+class SQLiteStore:
+    """The Store interface on one SQLite file."""
+
+    def __init__(self, path: str, writer: WorkerThread, reader: WorkerThread) -> None:
+        self.path = path
+        self._writer = writer
+        self._reader = reader
+
+    @classmethod
+    def open(
+        cls, path: str, *, synchronous: str = "full", batch: int = 512, reactor: Any = None
+    ) -> SQLiteStore:
+        """Create the file if needed, migrate it and start the threads (blocking)."""
+        reactor = reactor or default_reactor
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        conn = _connect(path, synchronous)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {path} to WAL mode (got {mode})")
+            migrate(conn)
+        finally:
+            conn.close()
+        writer = WorkerThread(
+            "smsd-store-writer",
+            lambda: _connect(path, synchronous),
+            reactor,
+            transactional=True,
+            batch=batch,
+        )
+        reader = WorkerThread(
+            "smsd-store-reader",
+            lambda: _connect(path, synchronous, read_only=True),
+            reactor,
+            transactional=False,
+            batch=batch,
+        )
+        return cls(path, writer, reader)
+
+    def close(self) -> Deferred[None]:
+        d1, d2 = self._writer.close(), self._reader.close()
+        return d1.addCallback(lambda _: d2)
+
+    # Outbox ----------------------------------------------------------------
+
+    def add_messages(
+        self, messages: list[NewMessage], charge: Charge | None
+    ) -> Deferred[list[Added]]:
+        return self._writer.run(_add_messages, messages, charge)
+
+    def claim(self, owner: str, now: float, lease: float, limit: int) -> Deferred[list[Message]]:
+        return self._writer.run(_claim, owner, now, lease, limit)
+
+    def record(self, outcomes: list[Outcome]) -> Deferred[list[Change]]:
+        return self._writer.run(_record, self._writer.context, outcomes)
+
+    def apply_reports(self, reports: list[Report]) -> Deferred[list[Change]]:
+        return self._writer.run(_apply_reports, self._writer.context, reports)
+
+    def release_leases(self, owner: str, now: float, own: bool) -> Deferred[int]:
+        """Requeue messages whose lease ran out; with ``own`` also this owner's (at start)."""
+        return self._writer.run(_release_leases, owner, now, own)
+
+    def expire(self, now: float) -> Deferred[list[Change]]:
+        return self._writer.run(_expire, now)
+
+    def purge(self, before: float) -> Deferred[int]:
+        return self._writer.run(_purge, self._writer.context, before)
+
+    def next_due(self) -> Deferred[float | None]:
+        return self._reader.run(_next_due)
+
+    def get_message(self, message_id: int) -> Deferred[dict[str, Any] | None]:
+        return self._reader.run(_get_message, message_id)
+
+    def queue_stats(self, now: float, full: bool = False) -> Deferred[dict[str, Any]]:
+        return self._reader.run(_queue_stats, now, full)
+
+    # Inbox -----------------------------------------------------------------
+
+    def add_inbound(self, messages: list[Inbound]) -> Deferred[list[int]]:
+        return self._writer.run(_add_inbound, messages)
+
+    def list_inbound(
+        self, after: int, limit: int, recipients: list[str] | None = None
+    ) -> Deferred[list[Inbound]]:
+        """Inbound SMS with id > ``after``; only to ``recipients`` when given."""
+        return self._reader.run(_list_inbound, after, limit, recipients)
+
+    # Users -----------------------------------------------------------------
+
+    def add_user(self, user: User) -> Deferred[None]:
+        return self._writer.run(_add_user, user)
+
+    def update_user(self, user: User) -> Deferred[None]:
+        return self._writer.run(_update_user, user)
+
+    def delete_user(self, name: str) -> Deferred[None]:
+        return self._writer.run(_delete_user, name)
+
+    def get_user(self, name: str) -> Deferred[User | None]:
+        return self._reader.run(_get_user, name)
+
+    def list_users(self) -> Deferred[list[User]]:
+        return self._reader.run(_list_users)
+
+    def usage(self, user: str, period: str) -> Deferred[int]:
+        return self._reader.run(_usage, user, period)
+
+
+# Operations: each runs in a database thread with its connection. ---------------
+
+
+def _add_messages(
+    conn: sqlite3.Connection, messages: list[NewMessage], charge: Charge | None
+) -> list[Added]:
+    added: list[Added] = []
+    new_parts = 0
+    for m in messages:
+        if m.client_ref is not None:
+            row = conn.execute(
+                "SELECT id, total FROM messages WHERE coalesce(user, '') = ? AND client_ref = ?"
+                " AND recipient = ?",
+                (m.user or "", m.client_ref, m.recipient),
+            ).fetchone()
+            if row is not None:
+                added.append(Added(row[0], row[1], duplicate=True))
+                continue
+        cur = conn.execute(
+            "INSERT INTO messages (created_at, updated_at, user, channel, client_ref, recipient,"
+            " sender, text, encoding, dcs, pid, total, truncated, state, pin_gateway, due_at,"
+            " expires_at, callback_url, reply_to, origin)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (
+                m.created_at,
+                m.created_at,
+                m.user,
+                m.channel,
+                m.client_ref,
+                m.recipient,
+                m.sender,
+                m.text,
+                m.encoding,
+                m.dcs,
+                m.pid,
+                len(m.parts),
+                int(m.truncated),
+                m.pin_gateway,
+                m.due_at,
+                m.expires_at,
+                m.callback_url,
+                m.reply_to,
+                m.origin,
+            ),
+        )
+        message_id = cur.lastrowid
+        assert message_id is not None
+        conn.executemany(
+            "INSERT INTO parts (message_id, seq, udh, body, data, state)"
+            " VALUES (?, ?, ?, ?, ?, 'queued')",
+            [(message_id, p.seq, p.udh, p.text, p.data) for p in m.parts],
+        )
+        new_parts += len(m.parts)
+        added.append(Added(message_id, len(m.parts)))
+    if charge is not None and new_parts:
+        row = conn.execute(
+            "SELECT parts FROM usage WHERE user = ? AND period = ?", (charge.user, charge.period)
+        ).fetchone()
+        used = row[0] if row else 0
+        if charge.limit and used + new_parts > charge.limit:
+            raise QuotaExceeded(used, charge.limit, new_parts)
+        conn.execute(
+            "INSERT INTO usage (user, period, parts) VALUES (?, ?, ?)"
+            " ON CONFLICT (user, period) DO UPDATE SET parts = parts + excluded.parts",
+            (charge.user, charge.period, new_parts),
+        )
+    return added
+
+
+def _in_chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
+
+
+def _claim(
+    conn: sqlite3.Connection, owner: str, now: float, lease: float, limit: int
+) -> list[Message]:
+    rows = conn.execute(
+        "UPDATE messages SET state = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?"
+        " WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND due_at <= ?"
+        " ORDER BY due_at LIMIT ?)"
+        " RETURNING id, recipient, sender, encoding, dcs, pid, total, user, pin_gateway,"
+        " attempts, expires_at, created_at",
+        (owner, now + lease, now, now, limit),
+    ).fetchall()
+    if not rows:
+        return []
+    parts: dict[int, list[OutPart]] = {row[0]: [] for row in rows}
+    for chunk in _in_chunks(list(parts)):
+        marks = ",".join("?" * len(chunk))
+        for mid, seq, udh, body, data in conn.execute(
+            f"SELECT message_id, seq, udh, body, data FROM parts WHERE message_id IN ({marks})"
+            " AND state = 'queued' ORDER BY message_id, seq",
+            chunk,
+        ):
+            parts[mid].append(OutPart(seq, udh, body, data))
+    return [
+        Message(
+            id=r[0],
+            recipient=r[1],
+            sender=r[2],
+            encoding=r[3],
+            dcs=r[4],
+            pid=r[5],
+            total=r[6],
+            user=r[7],
+            gateway=r[8],
+            attempts=r[9],
+            expires_at=r[10],
+            created_at=r[11],
+            parts=tuple(parts[r[0]]),
+        )
+        for r in rows
+    ]
+
+
+def _change(row: tuple[Any, ...]) -> Change:
+    return Change(row[0], State(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
+
+
+def _pending_reports(conn: sqlite3.Connection, ctx: dict[str, Any]) -> int:
+    if "pending_reports" not in ctx:
+        ctx["pending_reports"] = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+    return ctx["pending_reports"]
+
+
+def _record(conn: sqlite3.Connection, ctx: dict[str, Any], outcomes: list[Outcome]) -> list[Change]:
+    """Write what gateways said; apply reports that arrived before the send result."""
+    changes: list[Change] = []
+    early: list[tuple[int, int, str, str]] = []  # message, seq, gateway, provider id
+    look_for_early = _pending_reports(conn, ctx) > 0
+    for o in outcomes:
+        for r in o.results:
+            if r.ok:
+                conn.execute(
+                    "UPDATE parts SET state = 'sent', gateway = ?, provider_id = ?, status = ?,"
+                    " sent_at = ? WHERE message_id = ? AND seq = ?",
+                    (r.gateway or o.gateway, r.provider_id, r.status, o.at, o.message_id, r.seq),
+                )
+                gateway = r.gateway or o.gateway
+                if look_for_early and r.provider_id is not None and gateway is not None:
+                    early.append((o.message_id, r.seq, gateway, r.provider_id))
+            elif not r.temporary:
+                conn.execute(
+                    "UPDATE parts SET state = 'failed', gateway = ?, status = ?, done_at = ?"
+                    " WHERE message_id = ? AND seq = ?",
+                    (r.gateway or o.gateway, r.status, o.at, o.message_id, r.seq),
+                )
+        if o.state == State.EXPIRED:
+            conn.execute(
+                "UPDATE parts SET state = 'expired', done_at = ? WHERE message_id = ?"
+                " AND state = 'queued'",
+                (o.at, o.message_id),
+            )
+        status = next((r.status for r in reversed(o.results) if r.status), None)
+        row = conn.execute(
+            "UPDATE messages SET state = ?, gateway = coalesce(?, gateway),"
+            " attempts = attempts + ?, due_at = coalesce(?, due_at), lease_owner = NULL,"
+            " lease_until = NULL, status = coalesce(?, status), error = ?, updated_at = ?"
+            f" WHERE id = ? AND state = 'sending' RETURNING {_CHANGE_COLUMNS}",
+            (
+                o.state.value,
+                o.gateway,
+                int(o.count_attempt),
+                o.due_at,
+                status,
+                o.error,
+                o.at,
+                o.message_id,
+            ),
+        ).fetchone()
+        if row is not None and o.state != State.QUEUED:
+            changes.append(_change(row))
+    for message_id, seq, gateway, provider_id in early:
+        rows = conn.execute(
+            "DELETE FROM reports WHERE gateway = ? AND provider_id = ?"
+            " RETURNING state, status, received_at",
+            (gateway, provider_id),
+        ).fetchall()
+        ctx["pending_reports"] -= len(rows)
+        for state, status, received_at in sorted(rows, key=lambda r: r[2]):
+            change = _report_part(conn, message_id, seq, State(state), status, received_at)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+def _apply_reports(
+    conn: sqlite3.Connection, ctx: dict[str, Any], reports: list[Report]
+) -> list[Change]:
+    changes: list[Change] = []
+    for rep in reports:
+        row = conn.execute(
+            "SELECT message_id, seq FROM parts WHERE gateway = ? AND provider_id = ?"
+            " ORDER BY sent_at DESC LIMIT 1",
+            (rep.gateway, rep.provider_id),
+        ).fetchone()
+        if row is None:
+            # The report came before the send result was recorded (or is for
+            # something we never sent): keep it until the result arrives.
+            conn.execute(
+                "INSERT INTO reports (received_at, gateway, provider_id, state, status)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (rep.at, rep.gateway, rep.provider_id, rep.state.value, rep.status),
+            )
+            _pending_reports(conn, ctx)
+            ctx["pending_reports"] += 1
+            continue
+        change = _report_part(conn, row[0], row[1], rep.state, rep.status, rep.at)
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _report_part(
+    conn: sqlite3.Connection, message_id: int, seq: int, state: State, status: str | None, at: float
+) -> Change | None:
+    """Apply one report to one part, then to its message when the message's state moves."""
+    if state == State.SENT:  # intermediate report: keep the words, not a new state
+        conn.execute(
+            "UPDATE parts SET status = ? WHERE message_id = ? AND seq = ?",
+            (status, message_id, seq),
+        )
+        return None
+    cur = conn.execute(
+        f"UPDATE parts SET state = ?, status = ?, done_at = ? WHERE message_id = ? AND seq = ?"
+        f" AND state NOT IN ({','.join('?' * len(_FINAL))})",
+        (state.value, status, at, message_id, seq, *_FINAL),
+    )
+    if cur.rowcount == 0:
+        return None  # a repeated report for a part that is final already
+    current, total = conn.execute(
+        "SELECT state, total FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    if total == 1:
+        new = state
+    else:
+        new = aggregate_state(
+            [
+                State(s)
+                for (s,) in conn.execute(
+                    "SELECT state FROM parts WHERE message_id = ?", (message_id,)
+                )
+            ]
+        )
+    if State(current) in (State.QUEUED, State.SENDING) and new not in FINAL_STATES:
+        return None  # other parts are still on their way; the dispatcher owns the message
+    if new == State(current):
+        conn.execute(
+            "UPDATE messages SET status = ?, updated_at = ? WHERE id = ?", (status, at, message_id)
+        )
+        return None
+    row = conn.execute(
+        "UPDATE messages SET state = ?, status = ?, updated_at = ?, lease_owner = NULL,"
+        f" lease_until = NULL WHERE id = ? RETURNING {_CHANGE_COLUMNS}",
+        (new.value, status, at, message_id),
+    ).fetchone()
+    return _change(row)
+
+
+def _release_leases(conn: sqlite3.Connection, owner: str, now: float, own: bool) -> int:
+    if own:
+        where, args = "(lease_owner = ? OR lease_until < ?)", (owner, now)
+    else:
+        where, args = "lease_owner != ? AND lease_until < ?", (owner, now)
+    cur = conn.execute(
+        "UPDATE messages SET state = 'queued', lease_owner = NULL, lease_until = NULL"
+        f" WHERE state = 'sending' AND {where}",
+        args,
+    )
+    return cur.rowcount
+
+
+def _expire(conn: sqlite3.Connection, now: float) -> list[Change]:
+    rows = conn.execute(
+        "UPDATE messages SET state = 'expired', error = 'validity period ended', updated_at = ?"
+        f" WHERE state = 'queued' AND expires_at <= ? RETURNING {_CHANGE_COLUMNS}",
+        (now, now),
+    ).fetchall()
+    for chunk in _in_chunks([r[0] for r in rows]):
+        conn.execute(
+            f"UPDATE parts SET state = 'expired', done_at = ? WHERE state = 'queued'"
+            f" AND message_id IN ({','.join('?' * len(chunk))})",
+            (now, *chunk),
+        )
+    return [_change(r) for r in rows]
+
+
+def _purge(conn: sqlite3.Connection, ctx: dict[str, Any], before: float) -> int:
+    """Delete final messages last changed before ``before``, and stale reports."""
+    cur = conn.execute(
+        f"DELETE FROM messages WHERE state IN ({','.join('?' * len(_FINAL))}) AND updated_at < ?",
+        (*_FINAL, before),
+    )
+    conn.execute("DELETE FROM reports WHERE received_at < ?", (before,))
+    ctx.pop("pending_reports", None)
+    return cur.rowcount
+
+
+def _next_due(conn: sqlite3.Connection) -> float | None:
+    return conn.execute("SELECT min(due_at) FROM messages WHERE state = 'queued'").fetchone()[0]
+
+
+_MESSAGE_COLUMNS = (
+    "id, created_at, updated_at, user, channel, client_ref, recipient, sender, text, encoding,"
+    " dcs, pid, total, truncated, state, pin_gateway, gateway, attempts, due_at, expires_at,"
+    " status, error, callback_url, reply_to"
+)
+
+
+def _get_message(conn: sqlite3.Connection, message_id: int) -> dict[str, Any] | None:
+    cur = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    message = dict(zip([c[0] for c in cur.description], row, strict=True))
+    message["truncated"] = bool(message["truncated"])
+    message["parts"] = [
+        {
+            "seq": seq,
+            "state": state,
+            "gateway": gateway,
+            "provider_id": provider_id,
+            "status": status,
+            "sent_at": sent_at,
+            "done_at": done_at,
+            "udh": udh.hex() if udh else None,
+            "data": data.hex() if data is not None else None,
+            "text": body,
+        }
+        for seq, state, gateway, provider_id, status, sent_at, done_at, udh, data, body in conn.execute(  # noqa: E501
+            "SELECT seq, state, gateway, provider_id, status, sent_at, done_at, udh, data, body"
+            " FROM parts WHERE message_id = ? ORDER BY seq",
+            (message_id,),
+        )
+    ]
+    return message
+
+
+def _queue_stats(conn: sqlite3.Connection, now: float, full: bool) -> dict[str, Any]:
+    """Counts per state; without ``full`` only the active states (cheap: index range)."""
+    stats: dict[str, Any] = {"states": {}, "oldest_queued": None, "due": 0, "pending_reports": 0}
+    if full:
+        rows = conn.execute("SELECT state, count(*) FROM messages GROUP BY state").fetchall()
+    else:
+        rows = conn.execute(
+            "SELECT state, count(*) FROM messages WHERE state IN ('queued', 'sending')"
+            " GROUP BY state"
+        ).fetchall()
+    stats["states"] = {state: count for state, count in rows}
+    stats["oldest_queued"] = conn.execute(
+        "SELECT min(created_at) FROM messages WHERE state IN ('queued', 'sending')"
+    ).fetchone()[0]
+    stats["due"] = conn.execute(
+        "SELECT count(*) FROM messages WHERE state = 'queued' AND due_at <= ?", (now,)
+    ).fetchone()[0]
+    stats["pending_reports"] = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
+    if full:
+        stats["gateways"] = {
+            gateway or "": dict(
+                conn.execute(
+                    "SELECT state, count(*) FROM messages WHERE gateway IS ? GROUP BY state",
+                    (gateway,),
+                ).fetchall()
+            )
+            for (gateway,) in conn.execute("SELECT DISTINCT gateway FROM messages").fetchall()
+        }
+        stats["inbound"] = conn.execute("SELECT count(*) FROM inbox").fetchone()[0]
+    return stats
+
+
+def _add_inbound(conn: sqlite3.Connection, messages: list[Inbound]) -> list[int]:
+    ids = []
+    for m in messages:
+        cur = conn.execute(
+            "INSERT INTO inbox (received_at, gateway, sender, recipient, text, data, encoding,"
+            " parts)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (m.received_at, m.gateway, m.sender, m.recipient, m.text, m.data, m.encoding, m.parts),
+        )
+        ids.append(cur.lastrowid)
+    return ids
+
+
+def _list_inbound(
+    conn: sqlite3.Connection, after: int, limit: int, recipients: list[str] | None
+) -> list[Inbound]:
+    where, args = "id > ?", [after]
+    if recipients is not None:
+        where += f" AND recipient IN ({','.join('?' * len(recipients))})"
+        args += recipients
+    return [
+        Inbound(
+            id=r[0],
+            received_at=r[1],
+            gateway=r[2],
+            sender=r[3],
+            recipient=r[4],
+            text=r[5],
+            data=r[6],
+            encoding=r[7],
+            parts=r[8],
+        )
+        for r in conn.execute(
+            "SELECT id, received_at, gateway, sender, recipient, text, data, encoding, parts"
+            f" FROM inbox WHERE {where} ORDER BY id LIMIT ?",
+            (*args, limit),
+        )
+    ]
+
+
+_USER_COLUMNS = (
+    "name, password_hash, emails, mobile, sender_policy, senders, monthly_limit, expires,"
+    " active, default_country, created_at"
+)
+
+
+def _user_row(u: User) -> tuple[Any, ...]:
+    return (
+        u.name,
+        u.password_hash,
+        json.dumps(list(u.emails)),
+        u.mobile,
+        u.sender_policy.value,
+        json.dumps(list(u.senders)),
+        u.monthly_limit,
+        u.expires,
+        int(u.active),
+        u.default_country,
+        u.created_at,
+    )
+
+
+def _set_dedicated(conn: sqlite3.Connection, u: User) -> None:
+    conn.execute("DELETE FROM dedicated_numbers WHERE user = ?", (u.name,))
+    for number in u.dedicated:
+        owner = conn.execute(
+            "SELECT user FROM dedicated_numbers WHERE number = ?", (number,)
+        ).fetchone()
+        if owner is not None:
+            raise NumberTaken(f"dedicated number {number} belongs to user {owner[0]!r}")
+        conn.execute("INSERT INTO dedicated_numbers (number, user) VALUES (?, ?)", (number, u.name))
+
+
+def _add_user(conn: sqlite3.Connection, u: User) -> None:
+    try:
+        conn.execute(
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 11)})", _user_row(u)
+        )
+    except sqlite3.IntegrityError:
+        raise UserExists(f"user {u.name!r} exists already") from None
+    _set_dedicated(conn, u)
+
+
+def _update_user(conn: sqlite3.Connection, u: User) -> None:
+    row = _user_row(u)
+    cur = conn.execute(
+        "UPDATE users SET password_hash = ?, emails = ?, mobile = ?, sender_policy = ?,"
+        " senders = ?, monthly_limit = ?, expires = ?, active = ?, default_country = ?"
+        " WHERE name = ?",
+        (*row[1:10], u.name),
+    )
+    if cur.rowcount == 0:
+        raise NoSuchUser(f"no user {u.name!r}")
+    _set_dedicated(conn, u)
+
+
+def _delete_user(conn: sqlite3.Connection, name: str) -> None:
+    if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
+        raise NoSuchUser(f"no user {name!r}")
+
+
+def _make_user(conn: sqlite3.Connection, r: tuple[Any, ...]) -> User:
+    dedicated = tuple(
+        n
+        for (n,) in conn.execute(
+            "SELECT number FROM dedicated_numbers WHERE user = ? ORDER BY rowid", (r[0],)
+        )
+    )
+    return User(
+        name=r[0],
+        password_hash=r[1],
+        emails=tuple(json.loads(r[2])),
+        mobile=r[3],
+        sender_policy=SenderPolicy(r[4]),
+        senders=tuple(json.loads(r[5])),
+        monthly_limit=r[6],
+        expires=r[7],
+        active=bool(r[8]),
+        default_country=r[9],
+        created_at=r[10],
+        dedicated=dedicated,
+    )
+
+
+def _get_user(conn: sqlite3.Connection, name: str) -> User | None:
+    row = conn.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _make_user(conn, row)
+
+
+def _list_users(conn: sqlite3.Connection) -> list[User]:
+    rows = conn.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name").fetchall()
+    return [_make_user(conn, r) for r in rows]
+
+
+def _usage(conn: sqlite3.Connection, user: str, period: str) -> int:
+    row = conn.execute(
+        "SELECT parts FROM usage WHERE user = ? AND period = ?", (user, period)
+    ).fetchone()
+    return row[0] if row else 0

@@ -1,0 +1,51 @@
+"""The traffic log: one line per SMS part, for accounting and for grep.
+
+``date;time;OUT|IN;gateway;sender;number;chars;parts`` in UTC, e.g.
+``2026-11-22;14:03:59;OUT;loopback;;+15551234567;153;2``. ``chars`` are the
+characters (or octets, for binary) of that part; ``parts`` is how many parts
+the whole message has. Fields never contain ';' (numbers and gateway ids
+cannot; a sender that does has it replaced).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from smsd.appender import Appender
+from smsd.model import Message
+
+
+def _clean(value: str | None) -> str:
+    return (value or "").replace(";", ",").replace("\n", " ")
+
+
+class TrafficLog:
+    def __init__(self, appender: Appender) -> None:
+        self._appender = appender
+
+    def _stamp(self, at: float) -> str:
+        return time.strftime("%Y-%m-%d;%H:%M:%S", time.gmtime(at))
+
+    def outbound(self, message: Message, gateway: str, seqs: list[int], at: float) -> None:
+        stamp = self._stamp(at)
+        by_seq = {p.seq: p for p in message.parts}
+        lines = []
+        for seq in seqs:
+            part = by_seq[seq]
+            chars = len(part.text) if part.text is not None else len(part.data or b"")
+            lines.append(
+                f"{stamp};OUT;{gateway};{_clean(message.sender)};{message.recipient};"
+                f"{chars};{message.total}"
+            )
+        self._appender.write_many(lines)
+
+    def inbound(
+        self, gateway: str, sender: str, recipient: str, chars: int, parts: int, at: float
+    ) -> None:
+        self._appender.write(
+            f"{self._stamp(at)};IN;{gateway};{_clean(sender)};{_clean(recipient)};{chars};{parts}"
+        )
+
+    def close(self) -> Any:
+        return self._appender.close()

@@ -1,0 +1,126 @@
+"""A worker thread that runs queued operations and answers with Deferreds.
+
+Used for database connections (the store) and for files that are appended
+to (loopback output, traffic log): the reactor never waits for the disk.
+
+The writer runs every operation that is waiting when it wakes in one
+transaction (group commit): while one commit waits for its fsync, new
+operations pile up and share the next one, so many concurrent submissions
+cost few fsyncs. Each operation runs inside a savepoint, so one that fails
+(a quota refused, a duplicate user) is rolled back alone and the rest of the
+batch still commits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+_STOP = object()
+
+
+class WorkerThread:
+    """One thread, one resource (a connection, a file), operations in arrival order.
+
+    With ``transactional`` the resource is an SQLite connection and each
+    batch runs in one transaction, each operation in its own savepoint.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        connect: Callable[[], Any],
+        reactor: IReactorFromThreads,
+        *,
+        transactional: bool,
+        batch: int = 512,
+    ) -> None:
+        self._connect = connect
+        self._reactor = reactor
+        self._transactional = transactional
+        self._batch = batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed: Deferred[None] = Deferred()
+        self.context: dict[str, Any] = {}  # state owned by the thread (e.g. cached counts)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Queue ``fn(connection, *args)``; the Deferred fires in the reactor thread."""
+        d: Deferred[Any] = Deferred()
+        self._queue.put((fn, args, d))
+        return d
+
+    def close(self) -> Deferred[None]:
+        self._queue.put(_STOP)
+        return self._closed
+
+    def _run(self) -> None:
+        conn = self._connect()
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            while len(batch) < self._batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if _STOP in batch:
+                stopping = True
+                batch = [item for item in batch if item is not _STOP]
+            if batch:
+                results = self._execute(conn, batch)
+                self._reactor.callFromThread(_fire, results)
+        conn.close()
+        self._reactor.callFromThread(self._closed.callback, None)
+
+    def _execute(self, conn: Any, batch: list[Any]) -> list[tuple[Deferred[Any], bool, Any]]:
+        results: list[tuple[Deferred[Any], bool, Any]] = []
+        if not self._transactional:
+            for fn, args, d in batch:
+                try:
+                    results.append((d, True, fn(conn, *args)))
+                except Exception:
+                    results.append((d, False, Failure()))
+            return results
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, d in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn, *args)
+                except Exception:
+                    results.append((d, False, Failure()))
+                    conn.execute("ROLLBACK TO op")
+                else:
+                    results.append((d, True, value))
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except Exception:
+            # The commit itself failed (disk full, I/O error): nothing of this
+            # batch is durable, so every caller hears it failed.
+            failure = Failure()
+            log.failure("store transaction failed", failure)
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            self.context.clear()  # cached counts may be wrong now; ops reload them
+            return [(d, False, failure) for _, _, d in batch]
+        return results
+
+
+def _fire(results: list[tuple[Deferred[Any], bool, Any]]) -> None:
+    for d, ok, value in results:
+        if ok:
+            d.callback(value)
+        else:
+            d.errback(value)

@@ -1,0 +1,74 @@
+"""End to end, as a user meets smsd: ``twistd -n smsd``, curl, the JSON API, loopback.jsonl."""
+
+from __future__ import annotations
+
+from twisted.trial import unittest
+
+from tests.process import SmsdProcess, curl
+
+LOOPBACK = """
+[http]
+listen = ["tcp:{port}:interface=127.0.0.1"]
+[[gateway]]
+id = "loopback"
+type = "loopback"
+"""
+
+
+class EmbeddedDefaultTests(unittest.TestCase):
+    """No configuration file: SQLite in ./smsd-data, the loopback gateway, HTTP on 8080."""
+
+    def setUp(self) -> None:
+        self.smsd = SmsdProcess().start()
+        self.addCleanup(self.smsd.cleanup)
+
+    def test_curl_to_delivered(self) -> None:
+        code, body = curl(f"{self.smsd.url}/sms/?number=%2B15551234567&data=Hello")
+        self.assertEqual(code, 200, body)
+        words = body.split()
+        self.assertEqual(words[0], "OK")
+        message_id = int(words[1])
+
+        def delivered() -> dict | None:
+            status, message = self.smsd.get(f"/api/v1/messages/{message_id}")
+            return message if status == 200 and message["state"] == "delivered" else None
+
+        message = self.smsd.wait_for(delivered, what="state delivered")
+        self.assertEqual(message["to"], "+15551234567")
+        self.assertEqual(message["text"], "Hello")
+        lines = self.smsd.loopback_lines()
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(lines[0]["id"], message_id)
+        self.assertEqual(lines[0]["number"], "+15551234567")
+        self.assertEqual(lines[0]["text"], "Hello")
+        self.assertEqual((lines[0]["part"], lines[0]["parts"]), (1, 1))
+        self.assertEqual(lines[0]["encoding"], "gsm7")
+        # twistd ends a SIGTERM shutdown by dying of that signal, on purpose: -15.
+        self.assertIn(self.smsd.stop(), (0, -15))
+        self.assertIn("smsd stopped", self.smsd.log())
+
+
+class LoopbackTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.smsd = SmsdProcess(LOOPBACK).start()
+        self.addCleanup(self.smsd.cleanup)
+
+    def test_two_part_message_has_concatenation_udh(self) -> None:
+        text = "x" * 200
+        code, body = curl(
+            "--data-urlencode",
+            "number=+15551234567",
+            "--data-urlencode",
+            f"data={text}",
+            f"{self.smsd.url}/sms/",
+        )
+        self.assertEqual(code, 200, body)
+        self.assertTrue(body.startswith("OK "), body)
+        lines = self.smsd.wait_for(
+            lambda: len(self.smsd.loopback_lines()) == 2 and self.smsd.loopback_lines(),
+            what="2 parts",
+        )
+        lines.sort(key=lambda e: e["part"])
+        self.assertEqual([len(e["text"]) for e in lines], [153, 47])
+        ref = lines[0]["udh"][6:8]
+        self.assertEqual([e["udh"] for e in lines], [f"050003{ref}0201", f"050003{ref}0202"])

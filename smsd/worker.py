@@ -51,7 +51,6 @@ class WorkerThread:
         self._batch = batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed: Deferred[None] = Deferred()
-        self.context: dict[str, Any] = {}  # state owned by the thread (e.g. cached counts)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -113,7 +112,6 @@ class WorkerThread:
             log.failure("store transaction failed", failure)
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
-            self.context.clear()  # cached counts may be wrong now; ops reload them
             return [(d, False, failure) for _, _, d in batch]
         return results
 

@@ -120,10 +120,10 @@ class SQLiteStore:
         return self._writer.run(_claim, owner, now, lease, limit)
 
     def record(self, outcomes: list[Outcome]) -> Deferred[list[Change]]:
-        return self._writer.run(_record, self._writer.context, outcomes)
+        return self._writer.run(_record, outcomes)
 
     def apply_reports(self, reports: list[Report]) -> Deferred[list[Change]]:
-        return self._writer.run(_apply_reports, self._writer.context, reports)
+        return self._writer.run(_apply_reports, reports)
 
     def release_leases(self, owner: str, now: float, own: bool) -> Deferred[int]:
         """Requeue messages whose lease ran out; with ``own`` also this owner's (at start)."""
@@ -133,7 +133,7 @@ class SQLiteStore:
         return self._writer.run(_expire, now)
 
     def purge(self, before: float) -> Deferred[int]:
-        return self._writer.run(_purge, self._writer.context, before)
+        return self._writer.run(_purge, before)
 
     def next_due(self) -> Deferred[float | None]:
         return self._reader.run(_next_due)
@@ -258,11 +258,12 @@ def _claim(
         " WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND due_at <= ?"
         " ORDER BY due_at LIMIT ?)"
         " RETURNING id, recipient, sender, encoding, dcs, pid, total, user, pin_gateway,"
-        " attempts, expires_at, created_at",
+        " attempts, expires_at, created_at, due_at",
         (owner, now + lease, now, now, limit),
     ).fetchall()
     if not rows:
         return []
+    rows.sort(key=lambda r: (r[12], r[0]))  # RETURNING gives rowid order, not due order
     parts: dict[int, list[OutPart]] = {row[0]: [] for row in rows}
     for chunk in _in_chunks(list(parts)):
         marks = ",".join("?" * len(chunk))
@@ -296,17 +297,12 @@ def _change(row: tuple[Any, ...]) -> Change:
     return Change(row[0], State(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
 
 
-def _pending_reports(conn: sqlite3.Connection, ctx: dict[str, Any]) -> int:
-    if "pending_reports" not in ctx:
-        ctx["pending_reports"] = conn.execute("SELECT count(*) FROM reports").fetchone()[0]
-    return ctx["pending_reports"]
-
-
-def _record(conn: sqlite3.Connection, ctx: dict[str, Any], outcomes: list[Outcome]) -> list[Change]:
+def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
     """Write what gateways said; apply reports that arrived before the send result."""
     changes: list[Change] = []
     early: list[tuple[int, int, str, str]] = []  # message, seq, gateway, provider id
-    look_for_early = _pending_reports(conn, ctx) > 0
+    # Asked of the database, not cached: another process or node may have kept a report.
+    look_for_early = conn.execute("SELECT EXISTS (SELECT 1 FROM reports)").fetchone()[0]
     for o in outcomes:
         for r in o.results:
             if r.ok:
@@ -324,11 +320,10 @@ def _record(conn: sqlite3.Connection, ctx: dict[str, Any], outcomes: list[Outcom
                     " WHERE message_id = ? AND seq = ?",
                     (r.gateway or o.gateway, r.status, o.at, o.message_id, r.seq),
                 )
-        if o.state == State.EXPIRED:
+        if o.state in (State.EXPIRED, State.FAILED):  # parts never sent end with the message
             conn.execute(
-                "UPDATE parts SET state = 'expired', done_at = ? WHERE message_id = ?"
-                " AND state = 'queued'",
-                (o.at, o.message_id),
+                "UPDATE parts SET state = ?, done_at = ? WHERE message_id = ? AND state = 'queued'",
+                (o.state.value, o.at, o.message_id),
             )
         status = next((r.status for r in reversed(o.results) if r.status), None)
         row = conn.execute(
@@ -355,7 +350,6 @@ def _record(conn: sqlite3.Connection, ctx: dict[str, Any], outcomes: list[Outcom
             " RETURNING state, status, received_at",
             (gateway, provider_id),
         ).fetchall()
-        ctx["pending_reports"] -= len(rows)
         for state, status, received_at in sorted(rows, key=lambda r: r[2]):
             change = _report_part(conn, message_id, seq, State(state), status, received_at)
             if change is not None:
@@ -363,9 +357,7 @@ def _record(conn: sqlite3.Connection, ctx: dict[str, Any], outcomes: list[Outcom
     return changes
 
 
-def _apply_reports(
-    conn: sqlite3.Connection, ctx: dict[str, Any], reports: list[Report]
-) -> list[Change]:
+def _apply_reports(conn: sqlite3.Connection, reports: list[Report]) -> list[Change]:
     changes: list[Change] = []
     for rep in reports:
         row = conn.execute(
@@ -381,8 +373,6 @@ def _apply_reports(
                 " VALUES (?, ?, ?, ?, ?)",
                 (rep.at, rep.gateway, rep.provider_id, rep.state.value, rep.status),
             )
-            _pending_reports(conn, ctx)
-            ctx["pending_reports"] += 1
             continue
         change = _report_part(conn, row[0], row[1], rep.state, rep.status, rep.at)
         if change is not None:
@@ -421,6 +411,8 @@ def _report_part(
                 )
             ]
         )
+    if State(current) in FINAL_STATES:
+        return None  # the message's fate is told already (a part failed, it expired)
     if State(current) in (State.QUEUED, State.SENDING) and new not in FINAL_STATES:
         return None  # other parts are still on their way; the dispatcher owns the message
     if new == State(current):
@@ -464,14 +456,13 @@ def _expire(conn: sqlite3.Connection, now: float) -> list[Change]:
     return [_change(r) for r in rows]
 
 
-def _purge(conn: sqlite3.Connection, ctx: dict[str, Any], before: float) -> int:
+def _purge(conn: sqlite3.Connection, before: float) -> int:
     """Delete final messages last changed before ``before``, and stale reports."""
     cur = conn.execute(
         f"DELETE FROM messages WHERE state IN ({','.join('?' * len(_FINAL))}) AND updated_at < ?",
         (*_FINAL, before),
     )
     conn.execute("DELETE FROM reports WHERE received_at < ?", (before,))
-    ctx.pop("pending_reports", None)
     return cur.rowcount
 
 

@@ -1,0 +1,157 @@
+"""HTTP submission benchmark: accepted and delivered msg/s, accept latency p50/p99.
+
+Starts smsd (``twistd -n smsd``) in a temporary directory with a loopback
+gateway, drives it with h2load (Debian ``nghttp2-client``, in HTTP/1.1 mode:
+keep-alive connections, one SMS per request, each to its own number, exactly
+``--requests`` requests, a log line per request for the percentiles), then
+waits until every accepted message is delivered. Prints one JSON line
+and appends it to ``bench/results.jsonl`` (with ``--record``).
+
+    .venv/bin/python bench/http_bench.py --requests 20000 --connections 32 --record
+
+Every message is committed with fsync (SQLite synchronous=FULL) before its
+200 answer, and goes through dispatch, the loopback gateway's log file and a
+delivery report, on the same two cores that wrk uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from tests.process import SmsdProcess  # noqa: E402
+
+CONFIG = """
+[http]
+listen = ["tcp:{port}:interface=127.0.0.1"]
+max_recipients = 10
+[[gateway]]
+id = "bench"
+type = "loopback"
+window = %(window)d
+latency = "%(latency)s"
+report_delay = "%(report_delay)s"
+log = "loopback.jsonl"
+"""
+
+
+def health(url: str) -> dict:
+    with urllib.request.urlopen(url + "/api/v1/health", timeout=30) as r:
+        return json.loads(r.read())
+
+
+def summarise(path: str) -> dict:
+    """Rate and latency percentiles from h2load's per-request log."""
+    starts, ends, latencies, errors = [], [], [], 0
+    with open(path) as f:
+        for line in f:
+            start_us, status, took_us = (int(x) for x in line.split()[:3])
+            starts.append(start_us)
+            ends.append(start_us + took_us)
+            latencies.append(took_us / 1000)
+            errors += status not in (200, 202)
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
+
+    seconds = (max(ends) - min(starts)) / 1e6
+    return {"requests": len(latencies), "seconds": seconds, "errors": errors,
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--requests", type=int, default=20000)
+    p.add_argument("--connections", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="h2load threads")
+    p.add_argument("--window", type=int, default=100, help="loopback messages in flight")
+    p.add_argument("--latency", default="5ms", help="loopback submit latency")
+    p.add_argument("--report-delay", default="50ms")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for delivery")
+    p.add_argument("--record", action="store_true", help="append to bench/results.jsonl")
+    p.add_argument("--note", default="")
+    args = p.parse_args()
+    h2load = shutil.which("h2load")
+    if h2load is None:
+        print("h2load is not installed (Debian package nghttp2-client)", file=sys.stderr)
+        return 2
+    config = CONFIG % {
+        "window": args.window,
+        "latency": args.latency,
+        "report_delay": args.report_delay,
+    }
+    smsd = SmsdProcess(config, tempfile.mkdtemp(prefix="smsd-bench-"))
+    try:
+        smsd.start()
+        uris = os.path.join(smsd.dir, "uris.txt")
+        with open(uris, "w") as f:
+            for n in range(args.requests):
+                f.write(f"{smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}\n")
+        requests_log = os.path.join(smsd.dir, "requests.tsv")
+        started = time.monotonic()
+        subprocess.run(
+            [h2load, "--h1", "-n", str(args.requests), "-c", str(args.connections),
+             "-t", str(args.threads), "-m", "1", "-i", uris, "--log-file", requests_log],
+            capture_output=True, text=True, timeout=900, check=True,
+        )
+        accept_seconds = time.monotonic() - started
+        load = summarise(requests_log)
+        deadline = time.monotonic() + args.timeout
+        while True:
+            h = health(smsd.url)
+            states = h["queue"]["states"]
+            if not states.get("queued") and not states.get("sending"):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not delivered within {args.timeout}s: {states}")
+            time.sleep(0.02)
+        # The last delivery report follows the last send by report_delay.
+        while h["reports_received"] < h["dispatcher"]["sent"]:
+            time.sleep(0.02)
+            h = health(smsd.url)
+        delivered_seconds = time.monotonic() - started
+        accepted = h["dispatcher"]["sent"]
+        result = {
+            "bench": "http-submit",
+            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+            "requests": load["requests"],
+            "connections": args.connections,
+            "accepted": accepted,
+            "errors": load["errors"],
+            "accepted_per_s": round(load["requests"] / load["seconds"]),
+            "delivered_per_s": round(accepted / delivered_seconds),
+            "p50_ms": load["p50_ms"],
+            "p99_ms": load["p99_ms"],
+            "max_ms": load["max_ms"],
+            "accept_seconds": round(accept_seconds, 2),
+            "delivered_seconds": round(delivered_seconds, 2),
+            "loopback": {"window": args.window, "latency": args.latency,
+                         "report_delay": args.report_delay},
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "note": args.note,
+        }
+        print(json.dumps(result))
+        if args.record:
+            with open(os.path.join(HERE, "results.jsonl"), "a") as f:
+                f.write(json.dumps(result) + "\n")
+        return 0
+    finally:
+        smsd.stop()
+        shutil.rmtree(smsd.dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

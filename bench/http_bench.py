@@ -51,6 +51,13 @@ def health(url: str) -> dict:
         return json.loads(r.read())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def summarise(path: str) -> dict:
     """Rate and latency percentiles from h2load's per-request log."""
     starts, ends, latencies, errors = [], [], [], 0
@@ -100,6 +107,8 @@ def main() -> int:
             for n in range(args.requests):
                 f.write(f"{smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}\n")
         requests_log = os.path.join(smsd.dir, "requests.tsv")
+        assert smsd.proc is not None
+        cpu_before = cpu_seconds(smsd.proc.pid)
         started = time.monotonic()
         subprocess.run(
             [h2load, "--h1", "-n", str(args.requests), "-c", str(args.connections),
@@ -122,6 +131,7 @@ def main() -> int:
             time.sleep(0.02)
             h = health(smsd.url)
         delivered_seconds = time.monotonic() - started
+        cpu = cpu_seconds(smsd.proc.pid) - cpu_before
         accepted = h["dispatcher"]["sent"]
         result = {
             "bench": "http-submit",
@@ -135,6 +145,7 @@ def main() -> int:
             "p50_ms": load["p50_ms"],
             "p99_ms": load["p99_ms"],
             "max_ms": load["max_ms"],
+            "smsd_cpu_us_per_msg": round(cpu / accepted * 1e6),
             "accept_seconds": round(accept_seconds, 2),
             "delivered_seconds": round(delivered_seconds, 2),
             "loopback": {"window": args.window, "latency": args.latency,

@@ -1,19 +1,24 @@
 """Append lines to a file without blocking the reactor.
 
-Lines written while the previous batch is on its way to the disk are
-gathered and written together by a worker thread; each ``write`` fires once
-its line has reached the operating system (and the disk, with ``fsync``).
+Lines added while the previous batch is on its way to the disk are gathered
+and written together by a worker thread. ``write`` answers once its lines
+have reached the operating system (and the disk, with ``fsync``); ``add``
+is for lines nobody waits for (the traffic log).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import IO, Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smsd.worker import WorkerThread
+
+log = Logger()
 
 
 def _write(f: IO[str], lines: list[str], fsync: bool) -> None:
@@ -38,31 +43,33 @@ class Appender:
         self._waiters: list[Deferred[None]] = []
         self._busy = False
 
-    def write(self, line: str) -> Deferred[None]:
-        """Queue one line (a newline is added)."""
-        d: Deferred[None] = Deferred()
-        self._lines.append(line + "\n")
-        self._waiters.append(d)
-        self._kick()
-        return d
-
-    def write_many(self, lines: list[str]) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
+    def add(self, lines: Iterable[str]) -> None:
+        """Queue lines (newlines are added); failures are logged."""
         self._lines.extend(line + "\n" for line in lines)
-        self._waiters.append(d)
         self._kick()
+
+    def write(self, lines: Iterable[str]) -> Deferred[None]:
+        """Queue lines; the Deferred fires once they are written."""
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        self.add(lines)
         return d
 
     def _kick(self) -> None:
         if self._busy or not self._lines:
             return
+        self._busy = True
+        self._flush()
+
+    def _flush(self) -> None:
         lines, waiters = self._lines, self._waiters
         self._lines, self._waiters = [], []
-        self._busy = True
         self._thread.run(_write, lines, self._fsync).addBoth(self._written, waiters)
 
     def _written(self, result: Any, waiters: list[Deferred[None]]) -> None:
         self._busy = False
+        if isinstance(result, Failure) and not waiters:
+            log.failure("cannot write to {path}", result, path=self.path)
         for d in waiters:
             if isinstance(result, Failure):
                 d.errback(result)
@@ -73,7 +80,5 @@ class Appender:
     def close(self) -> Deferred[None]:
         """Write what is pending, then close the file."""
         if self._lines:
-            lines, waiters = self._lines, self._waiters
-            self._lines, self._waiters = [], []
-            self._thread.run(_write, lines, self._fsync).addBoth(self._written, waiters)
+            self._flush()
         return self._thread.close()

@@ -23,9 +23,15 @@ def _clean(value: str | None) -> str:
 class TrafficLog:
     def __init__(self, appender: Appender) -> None:
         self._appender = appender
+        self._second = -1
+        self._stamp_text = ""
 
     def _stamp(self, at: float) -> str:
-        return time.strftime("%Y-%m-%d;%H:%M:%S", time.gmtime(at))
+        second = int(at)
+        if second != self._second:  # thousands of lines share one second
+            self._second = second
+            self._stamp_text = time.strftime("%Y-%m-%d;%H:%M:%S", time.gmtime(second))
+        return self._stamp_text
 
     def outbound(self, message: Message, gateway: str, seqs: list[int], at: float) -> None:
         stamp = self._stamp(at)
@@ -38,13 +44,13 @@ class TrafficLog:
                 f"{stamp};OUT;{gateway};{_clean(message.sender)};{message.recipient};"
                 f"{chars};{message.total}"
             )
-        self._appender.write_many(lines)
+        self._appender.add(lines)
 
     def inbound(
         self, gateway: str, sender: str, recipient: str, chars: int, parts: int, at: float
     ) -> None:
-        self._appender.write(
-            f"{self._stamp(at)};IN;{gateway};{_clean(sender)};{_clean(recipient)};{chars};{parts}"
+        self._appender.add(
+            [f"{self._stamp(at)};IN;{gateway};{_clean(sender)};{_clean(recipient)};{chars};{parts}"]
         )
 
     def close(self) -> Any:

@@ -6,9 +6,8 @@ to (loopback output, traffic log): the reactor never waits for the disk.
 The writer runs every operation that is waiting when it wakes in one
 transaction (group commit): while one commit waits for its fsync, new
 operations pile up and share the next one, so many concurrent submissions
-cost few fsyncs. Each operation runs inside a savepoint, so one that fails
-(a quota refused, a duplicate user) is rolled back alone and the rest of the
-batch still commits.
+cost few fsyncs. An operation that fails (a quota refused, a duplicate user)
+is rolled back alone and the rest of the batch still commits.
 """
 
 from __future__ import annotations
@@ -92,6 +91,25 @@ class WorkerThread:
                 except Exception:
                     results.append((d, False, Failure()))
             return results
+        # Optimistic first: the whole batch in one transaction without savepoints.
+        # Should an operation fail (a quota refused), roll back and run the batch
+        # again with a savepoint around each operation, so that only it fails.
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, d in batch:
+                results.append((d, True, fn(conn, *args)))
+            conn.execute("COMMIT")
+            return results
+        except Exception:
+            failure = Failure()
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            if len(batch) == 1:
+                return [(batch[0][2], False, failure)]
+        return self._execute_each(conn, batch)
+
+    def _execute_each(self, conn: Any, batch: list[Any]) -> list[tuple[Deferred[Any], bool, Any]]:
+        results: list[tuple[Deferred[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, d in batch:

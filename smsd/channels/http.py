@@ -18,10 +18,10 @@ from typing import Any
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 
 from smsd.config import HttpSection
 from smsd.core.submit import Refused, Submitter
@@ -92,8 +92,11 @@ class HttpContext:
 
     def caller(
         self, request: server.Request, user: str | None, password: str | None
-    ) -> Deferred[Caller]:
-        """Authenticate; credentials, when given, are checked even from trusted networks."""
+    ) -> Caller | Deferred[Caller]:
+        """Authenticate; credentials, when given, are checked even from trusted networks.
+
+        A trusted client without credentials is answered at once (no Deferred).
+        """
         host = getattr(request.getClientAddress(), "host", "") or ""
         trusted = self.is_trusted(host)
         if user is None:
@@ -102,8 +105,8 @@ class HttpContext:
                 user, password = basic
         if user is None:
             if trusted:
-                return succeed(Caller(None, True, host))
-            return _fail(Unauthorized("credentials required"))
+                return Caller(None, True, host)
+            raise Unauthorized("credentials required")
 
         def bad(failure: Failure) -> None:
             failure.trap(UnauthorizedLogin)
@@ -114,10 +117,11 @@ class HttpContext:
         return d
 
 
-def _fail(exc: Exception) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(exc)
-    return d
+def then(value: Any, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(value, *args)`` now, or when ``value`` (a Deferred) fires."""
+    if isinstance(value, Deferred):
+        return value.addCallback(fn, *args)
+    return fn(value, *args)
 
 
 def _basic_credentials(request: server.Request) -> tuple[str, str] | None:
@@ -147,7 +151,30 @@ class BoundedContent(io.BytesIO):
         return super().write(data)
 
 
+class _Channel(http.HTTPChannel):
+    """Asks for the local address once per connection, not once per request.
+
+    twisted.web's Request calls ``channel.getHost()`` for every request, a
+    getsockname system call each time; on keep-alive connections the answer
+    never changes.
+    """
+
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+
+def _protocol(factory: Any) -> Any:
+    return http._GenericHTTPChannelProtocol(_Channel())
+
+
 class Site(server.Site):
+    if hasattr(http, "_GenericHTTPChannelProtocol"):  # else: Twisted's own, uncached
+        protocol = _protocol
+
     def __init__(self, root: resource.Resource, max_body: int) -> None:
         super().__init__(root)
         self.max_body = max_body
@@ -160,8 +187,15 @@ class Site(server.Site):
         """No access log line per request: the traffic log counts SMS, not hits."""
 
 
+Answer = tuple[Any, ...]  # (code, content type, body[, headers])
+
+
 class AsyncResource(resource.Resource):
-    """A leaf resource whose handlers return Deferreds of (code, content type, body)."""
+    """A leaf resource whose handlers return an Answer or a Deferred of one.
+
+    Handlers that can answer at once (a refusal, a trusted client's submit
+    before the store's Deferred) skip Deferred machinery on the hot path.
+    """
 
     isLeaf = True
     json_errors = True
@@ -184,16 +218,32 @@ class AsyncResource(resource.Resource):
                 *self.error(405, f"method {request.method.decode(errors='replace')} not allowed"),
             )
             return server.NOT_DONE_YET
-        finished = [False]
-        request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
         try:
-            d = handler(request)
+            answer = handler(request)
         except Exception:
-            d = _fail_with(Failure())
-        d.addErrback(self._failure, request)
-        d.addCallback(lambda answer: None if finished[0] else self._write(request, *answer))
-        d.addErrback(lambda f: log.failure("writing an HTTP answer failed", f))
+            answer = self._failure(Failure(), request)
+        if isinstance(answer, Deferred):
+            answer.addCallbacks(
+                self._deliver,
+                self._deliver_failure,
+                callbackArgs=(request,),
+                errbackArgs=(request,),
+            )
+        else:
+            self._write(request, *answer)
         return server.NOT_DONE_YET
+
+    def _deliver(self, answer: Answer, request: server.Request) -> None:
+        # Twisted marks a request whose client went away; writing to it would raise.
+        if getattr(request, "_disconnected", False):
+            return
+        try:
+            self._write(request, *answer)
+        except Exception:
+            log.failure("writing an HTTP answer failed")
+
+    def _deliver_failure(self, failure: Failure, request: server.Request) -> None:
+        self._deliver(self._failure(failure, request), request)
 
     def _write(
         self,
@@ -236,12 +286,6 @@ class AsyncResource(resource.Resource):
         for number, why in (extra or {}).get("recipients", {}).items():
             lines.append(f"ERROR {number}: {why}")
         return code, b"text/plain; charset=utf-8", ("\n".join(lines) + "\n").encode()
-
-
-def _fail_with(failure: Failure) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(failure)
-    return d
 
 
 def json_answer(code: int, value: Any) -> tuple[int, bytes, bytes]:

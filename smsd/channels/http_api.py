@@ -18,7 +18,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.web import server
 
-from smsd.channels.http import AsyncResource, Caller, HttpError, json_answer
+from smsd.channels.http import AsyncResource, Caller, HttpError, json_answer, then
 from smsd.configschema import parse_duration
 from smsd.model import Inbound, Submission
 
@@ -111,23 +111,23 @@ KNOWN_FIELDS = {
 class ApiV1(AsyncResource):
     def handle_GET(self, request: server.Request) -> Deferred[Any]:
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
-        d = self.ctx.caller(request, None, None)
+        caller = self.ctx.caller(request, None, None)
         if path == ["health"]:
-            return d.addCallback(self._health)
+            return then(caller, self._health)
         if len(path) == 2 and path[0] == "messages":
-            return d.addCallback(self._message, path[1])
+            return then(caller, self._message, path[1])
         if path == ["inbound"]:
-            return d.addCallback(self._inbound_list, request)
-        return d.addCallback(self._not_found)
+            return then(caller, self._inbound_list, request)
+        return then(caller, self._not_found)
 
     def handle_POST(self, request: server.Request) -> Deferred[Any]:
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
-        d = self.ctx.caller(request, None, None)
+        caller = self.ctx.caller(request, None, None)
         if path == ["messages"]:
-            return d.addCallback(self._submit, request)
+            return then(caller, self._submit, request)
         if path == ["inbound"]:
-            return d.addCallback(self._inject, request)
-        return d.addCallback(self._not_found)
+            return then(caller, self._inject, request)
+        return then(caller, self._not_found)
 
     def _not_found(self, caller: Caller) -> None:
         raise HttpError(404, "no such resource")

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.web import server
 
-from smsd.channels.http import AsyncResource, Caller, HttpError
+from smsd.channels.http import AsyncResource, Caller, HttpError, then
 from smsd.model import Submission
 
 
@@ -70,12 +70,12 @@ class SmsForm(AsyncResource):
             raise HttpError(400, f"unknown charset {charset!r}") from None
         user = _arg(args, "user")
         password = _arg(args, "pass")
-        d = self.ctx.caller(
+        caller = self.ctx.caller(
             request,
             None if user is None else _decode(user, charset, "user"),
             None if password is None else _decode(password, charset, "pass"),
         )
-        return d.addCallback(self._submit, request, charset)
+        return then(caller, self._submit, request, charset)
 
     def _submit(self, caller: Caller, request: server.Request, charset: str) -> Deferred[Any]:
         args = request.args

@@ -67,8 +67,11 @@ class Dispatcher(Service):
         self.settings = settings
         self.notify = notify
         self.traffic = traffic
-        self._waiting: deque[_Waiting] = deque()
+        self._waiting: dict[tuple[tuple[str, ...], tuple[str, ...]], deque[_Waiting]] = {}
+        self._waiting_count = 0
         self._claiming = False
+        self._look = False  # something may have become due: claim at the next pump
+        self._more = False  # the last claim was full: there may be more due
         self._pump_call: Any = None
         self._timer: Any = None
         self._in_flight = 0
@@ -105,9 +108,9 @@ class Dispatcher(Service):
         if self._maintenance is not None and self._maintenance.running:
             self._maintenance.stop()
         now = self.reactor.seconds()
-        while self._waiting:  # claimed but not handed to a gateway: back to the queue
-            w = self._waiting.popleft()
-            self._add_outcome(Outcome(w.message.id, None, (), State.QUEUED, now, now, False))
+        for queue in self._waiting.values():  # claimed but not handed to a gateway
+            self._release(queue, now, now, None)
+        self._waiting.clear()
         return self._drain(self.reactor.seconds() + 15.0)
 
     def _drain(self, deadline: float) -> Deferred[None]:
@@ -137,7 +140,12 @@ class Dispatcher(Service):
     # Pumping ---------------------------------------------------------------
 
     def wake(self) -> None:
-        """Look for work now (a submit was committed, a gateway got room)."""
+        """There may be new work: a submit was committed, a gateway came up, time passed."""
+        self._look = True
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        """Hand out what waits; claim more only if there may be more (see _pump)."""
         if self.running and self._pump_call is None:
             self._pump_call = self.reactor.callLater(0, self._pump)
 
@@ -161,27 +169,36 @@ class Dispatcher(Service):
             return
         now = self.reactor.seconds()
         self._hand_out(now)
-        if self._claiming:
+        # Claim only when there may be something to claim: after a wake, or
+        # when the last claim came back full. A send that finishes frees room
+        # but brings no new work: claiming then would mean one tiny claim per
+        # message under load.
+        if self._claiming or not (self._look or self._more):
             return
-        room = self.pool.capacity(now, self.settings.lease / 4) - len(self._waiting)
+        room = self.pool.capacity(now, self.settings.lease / 4) - self._waiting_count
         if room <= 0:
             change = self.pool.next_change(now)
             self._sleep_until(change if change is not None else now + self.settings.poll)
             return
         limit = min(self.settings.batch, room)
         self._claiming = True
+        self._look = False
         d = self.store.claim(self.owner, now, self.settings.lease, limit)
         d.addCallbacks(self._claimed, self._claim_failed, callbackArgs=(limit,))
 
     def _claimed(self, messages: list[Message], limit: int) -> None:
         self._claiming = False
         for m in messages:
-            self._waiting.append(_Waiting(m, self.router.route(m)))
+            self._wait(m)
         if not self.running:
             return
-        self._hand_out(self.reactor.seconds())
-        if len(messages) == limit:
-            self.wake()
+        now = self.reactor.seconds()
+        self._hand_out(now)
+        self._more = len(messages) == limit
+        if self._more or self._look:
+            self._schedule_pump()
+        elif messages:
+            self._sleep_until(now + self.settings.poll)  # work queued by other processes
         else:
             self.store.next_due().addCallbacks(self._schedule_next, self._claim_failed)
 
@@ -196,43 +213,59 @@ class Dispatcher(Service):
         self._sleep_until(self.reactor.seconds() + max(self.settings.poll, 1.0))
 
     def _hand_out(self, now: float) -> None:
-        """Give waiting messages to gateways with room; keep those that must wait."""
-        if not self._waiting:
-            return
-        keep: deque[_Waiting] = deque()
-        while self._waiting:
-            w = self._waiting.popleft()
-            m = w.message
-            if m.expires_at <= now:
-                self._add_outcome(
-                    Outcome(m.id, None, (), State.EXPIRED, now, error="validity period ended")
-                )
-                self.counters["expired"] += 1
-                continue
-            candidates = self._candidates(w.route, now)
-            member = self.pool.pick(candidates, now) if candidates else None
-            if member is not None:
-                self._send(m, w.route, member, now, (), ())
-            elif candidates and self.pool.availability(candidates, now) is Availability.BUSY:
-                keep.append(w)
-            else:
-                # Nobody who may carry it is up: back to the queue, no attempt counted.
-                self._add_outcome(
-                    Outcome(
-                        m.id,
-                        None,
-                        (),
-                        State.QUEUED,
-                        now,
-                        due_at=now + self.settings.retry_min,
-                        count_attempt=False,
-                        error="no gateway up for this number",
+        """Give waiting messages to gateways with room; keep those that must wait.
+
+        Waiting messages are grouped by route, so that when a route's gateways
+        are full the rest of its group is passed over at once: a pump costs
+        what it sends, not what waits.
+        """
+        for key in list(self._waiting):
+            queue = self._waiting[key]
+            candidates = self._candidates(queue[0].route, now)
+            while queue:
+                w = queue[0]
+                m = w.message
+                if m.expires_at <= now:
+                    queue.popleft()
+                    self._waiting_count -= 1
+                    self.counters["expired"] += 1
+                    self._add_outcome(
+                        Outcome(m.id, None, (), State.EXPIRED, now, error="validity period ended")
                     )
-                )
-        self._waiting = keep
-        if keep:
+                    continue
+                member = self.pool.pick(candidates, now) if candidates else None
+                if member is None:
+                    break
+                queue.popleft()
+                self._waiting_count -= 1
+                self._send(m, w.route, member, now, (), ())
+            if queue and (
+                not candidates or self.pool.availability(candidates, now) is Availability.DOWN
+            ):
+                # Nobody who may carry them is up: back to the queue, no attempt counted.
+                self._release(queue, now, now + self.settings.retry_min,
+                              "no gateway up for this number")  # fmt: skip
+            if not queue:
+                del self._waiting[key]
+        if self._waiting:
             change = self.pool.next_change(now)
             self._sleep_until(change if change is not None else now + self.settings.poll)
+
+    def _wait(self, message: Message) -> None:
+        route = self.router.route(message)
+        key = (route.gateways, route.fallback)
+        queue = self._waiting.get(key)
+        if queue is None:
+            queue = self._waiting[key] = deque()
+        queue.append(_Waiting(message, route))
+        self._waiting_count += 1
+
+    def _release(self, queue: deque[_Waiting], now: float, due: float, error: str | None) -> None:
+        """Claimed messages that were not sent go back to the queue, no attempt counted."""
+        while queue:
+            m = queue.popleft().message
+            self._waiting_count -= 1
+            self._add_outcome(Outcome(m.id, None, (), State.QUEUED, now, due, False, error))
 
     def _candidates(self, route: Route, now: float) -> tuple[str, ...]:
         """The route's gateways, or its fallbacks while none of those is up."""
@@ -277,13 +310,10 @@ class Dispatcher(Service):
     ) -> None:
         self._in_flight -= 1
         now = self.reactor.seconds()
-        by_seq = {r.seq: r for r in results}
-        results = [
-            attrs.evolve(by_seq[p.seq], gateway=member.id)
-            if p.seq in by_seq
-            else PartResult(p.seq, False, status="no result from gateway", gateway=member.id)
-            for p in message.parts
-        ]
+        if len(results) != len(message.parts):  # a driver bug: never lose a part over it
+            by_seq = {r.seq: r for r in results}
+            missing = PartResult(0, False, status="no result from gateway")
+            results = [by_seq.get(p.seq, attrs.evolve(missing, seq=p.seq)) for p in message.parts]
         ok = [r.seq for r in results if r.ok]
         temporary = [r for r in results if not r.ok and r.temporary]
         permanent = [r for r in results if not r.ok and not r.temporary]
@@ -300,11 +330,14 @@ class Dispatcher(Service):
                 other = self.pool.pick(candidates, now, exclude=tried) if candidates else None
                 if other is not None:  # fail over at once, with the parts still to go
                     left = tuple(p for p in message.parts if p.seq not in ok)
-                    ok_results = tuple(r for r in all_results if r.ok)
+                    ok_results = tuple(
+                        r if r.gateway else attrs.evolve(r, gateway=member.id)
+                        for r in all_results
+                        if r.ok
+                    )  # results without a gateway are the last one's, so stamp them now
                     self._send(
                         attrs.evolve(message, parts=left), route, other, now, tried, ok_results
                     )
-                    self.wake()
                     return
             attempts = message.attempts + 1
             error = temporary[0].status or "temporary error"
@@ -319,7 +352,7 @@ class Dispatcher(Service):
             state, due, error = State.SENT, None, None
             self.counters["sent"] += 1
         self._add_outcome(Outcome(message.id, member.id, all_results, state, now, due, True, error))
-        self.wake()
+        self._schedule_pump()  # room for the messages that wait
 
     def backoff(self, attempts: int) -> float:
         """Exponential back-off with 10% jitter, so that retries do not come in waves."""
@@ -329,6 +362,8 @@ class Dispatcher(Service):
     # Recording -------------------------------------------------------------
 
     def _add_outcome(self, outcome: Outcome) -> None:
+        if outcome.state == State.QUEUED and outcome.due_at is not None:
+            self._sleep_until(outcome.due_at)  # look again when it is due
         self._outcomes.append(outcome)
         if self._flush_call is None:
             self._flush_call = self.reactor.callLater(0, self._flush)
@@ -375,7 +410,7 @@ class Dispatcher(Service):
 
     def status(self) -> dict[str, Any]:
         return {
-            "waiting": len(self._waiting),
+            "waiting": self._waiting_count,
             "in_flight": self._in_flight,
             **self.counters,
         }

@@ -15,11 +15,15 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from smsd import numbers, text
 from smsd.core.users import account_problem
 from smsd.model import OutPart, SenderPolicy, Submission, User
 from smsd.store import Added, Charge, NewMessage, QuotaExceeded
+
+log = Logger()
 
 MAX_MAXMSGS = 128
 
@@ -70,6 +74,8 @@ class Submitter:
         self.reactor = reactor
         self.committed = committed  # wakes the dispatcher
         self._ref = random.randrange(0x10000)
+        self._pending: list[tuple[list[NewMessage], Charge | None, Deferred[list[Accepted]]]] = []
+        self._flush_call: Any = None
 
     def submit(
         self,
@@ -79,27 +85,47 @@ class Submitter:
         maxmsgs: int = 10,
         truncate: bool = True,
     ) -> Deferred[list[Accepted]]:
-        """Check and queue: one Accepted per distinct recipient, or a Refused failure."""
+        """Check and queue: one Accepted per distinct recipient, or a Refused failure.
+
+        Submissions made during one reactor turn go to the store as one
+        operation: under load that is tens of requests a commit.
+        """
         try:
             messages, charge = self.prepare(sub, user, maxmsgs=maxmsgs, truncate=truncate)
         except Refused as e:
             return fail(e)
-        d = self.store.add_messages(messages, charge)
-        d.addCallbacks(self._added, self._refused, callbackArgs=(messages,))
+        d: Deferred[list[Accepted]] = Deferred()
+        self._pending.append((messages, charge, d))
+        if self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self._flush)
         return d
 
-    def _added(self, added: list[Added], messages: list[NewMessage]) -> list[Accepted]:
-        if any(not a.duplicate for a in added):
-            self.committed()
-        return [
-            Accepted(m.recipient, a.id, a.parts, a.duplicate)
-            for m, a in zip(messages, added, strict=True)
-        ]
+    def _flush(self) -> None:
+        self._flush_call = None
+        batch, self._pending = self._pending, []
+        d = self.store.add_batch([(messages, charge) for messages, charge, _ in batch])
+        d.addCallbacks(self._added, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-    def _refused(self, failure: Any) -> None:
-        if failure.check(QuotaExceeded):
-            raise Refused(Refused.QUOTA, str(failure.value))
-        raise Refused(Refused.UNAVAILABLE, "the queue cannot take messages now") from failure.value
+    def _added(self, results: list[list[Added] | QuotaExceeded], batch: list[Any]) -> None:
+        committed = False
+        for (messages, _, d), result in zip(batch, results, strict=True):
+            if isinstance(result, QuotaExceeded):
+                d.errback(Refused(Refused.QUOTA, str(result)))
+                continue
+            committed = committed or any(not a.duplicate for a in result)
+            d.callback(
+                [
+                    Accepted(m.recipient, a.id, a.parts, a.duplicate)
+                    for m, a in zip(messages, result, strict=True)
+                ]
+            )
+        if committed:
+            self.committed()
+
+    def _failed(self, failure: Failure, batch: list[Any]) -> None:
+        log.failure("the store refused {count} submissions", failure, count=len(batch))
+        for _, _, d in batch:
+            d.errback(Refused(Refused.UNAVAILABLE, "the queue cannot take messages now"))
 
     def prepare(
         self, sub: Submission, user: User | None, *, maxmsgs: int, truncate: bool

@@ -111,6 +111,9 @@ class Store(Protocol):
     """What the core and channels need from durable storage."""
 
     # Outbox
+    def add_batch(
+        self, batch: list[tuple[list[NewMessage], Charge | None]]
+    ) -> Deferred[list[list[Added] | QuotaExceeded]]: ...
     def add_messages(
         self, messages: list[NewMessage], charge: Charge | None
     ) -> Deferred[list[Added]]: ...

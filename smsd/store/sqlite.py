@@ -116,6 +116,12 @@ class SQLiteStore:
     ) -> Deferred[list[Added]]:
         return self._writer.run(_add_messages, messages, charge)
 
+    def add_batch(
+        self, batch: list[tuple[list[NewMessage], Charge | None]]
+    ) -> Deferred[list[list[Added] | QuotaExceeded]]:
+        """Several submissions in one operation; a refused one gets its error in place."""
+        return self._writer.run(_add_batch, batch)
+
     def claim(self, owner: str, now: float, lease: float, limit: int) -> Deferred[list[Message]]:
         return self._writer.run(_claim, owner, now, lease, limit)
 
@@ -179,70 +185,109 @@ class SQLiteStore:
 # Operations: each runs in a database thread with its connection. ---------------
 
 
+def _add_batch(
+    conn: sqlite3.Connection, batch: list[tuple[list[NewMessage], Charge | None]]
+) -> list[list[Added] | QuotaExceeded]:
+    """Insert the messages of many submissions with three statements in all.
+
+    Ids are given here rather than by SQLite: the write transaction holds the
+    database's only write lock (other processes wait), so max(id) + 1 onwards
+    is ours, and the rows can go in with executemany instead of one INSERT
+    each. Quotas are checked before anything of a submission is written, so a
+    refused submission needs no rollback.
+    """
+    next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0]
+    message_rows: list[tuple[Any, ...]] = []
+    part_rows: list[tuple[Any, ...]] = []
+    usage: dict[tuple[str, str], list[int]] = {}  # (user, period) -> [used before, added]
+    seen: dict[tuple[str, str, str], Added] = {}  # client refs taken in this batch
+    results: list[list[Added] | QuotaExceeded] = []
+    for messages, charge in batch:
+        added: list[Added | int | None] = []  # int: a repeat of that earlier position
+        fresh: list[NewMessage] = []
+        mine: dict[tuple[str, str, str], int] = {}  # client refs new in this submission
+        for i, m in enumerate(messages):
+            dup: Added | int | None = None
+            if m.client_ref is not None:
+                key = (m.user or "", m.client_ref, m.recipient)
+                dup = seen.get(key) or mine.get(key)
+                if dup is None:
+                    row = conn.execute(
+                        "SELECT id, total FROM messages WHERE coalesce(user, '') = ?"
+                        " AND client_ref = ? AND recipient = ?",
+                        key,
+                    ).fetchone()
+                    dup = Added(row[0], row[1], duplicate=True) if row else None
+                if dup is None:
+                    mine[key] = i
+            added.append(dup)
+            if dup is None:
+                fresh.append(m)
+        wanted = sum(len(m.parts) for m in fresh)
+        if charge is not None and wanted:
+            key2 = (charge.user, charge.period)
+            if key2 not in usage:
+                row = conn.execute(
+                    "SELECT parts FROM usage WHERE user = ? AND period = ?", key2
+                ).fetchone()
+                usage[key2] = [row[0] if row else 0, 0]
+            used = sum(usage[key2])
+            if charge.limit and used + wanted > charge.limit:
+                results.append(QuotaExceeded(used, charge.limit, wanted))
+                continue
+            usage[key2][1] += wanted
+        fresh_iter = iter(fresh)
+        for i, dup in enumerate(added):
+            if isinstance(dup, int):
+                first = added[dup]
+                assert isinstance(first, Added)
+                added[i] = Added(first.id, first.parts, duplicate=True)
+                continue
+            if dup is not None:
+                continue
+            m = next(fresh_iter)
+            message_id = next_id
+            next_id += 1
+            message_rows.append(
+                (message_id, m.created_at, m.created_at, m.user, m.channel, m.client_ref,
+                 m.recipient, m.sender, m.text, m.encoding, m.dcs, m.pid, len(m.parts),
+                 int(m.truncated), m.pin_gateway, m.due_at, m.expires_at, m.callback_url,
+                 m.reply_to, m.origin)
+            )  # fmt: skip
+            part_rows.extend((message_id, p.seq, p.udh, p.text, p.data) for p in m.parts)
+            added[i] = Added(message_id, len(m.parts))
+            if m.client_ref is not None:
+                seen[(m.user or "", m.client_ref, m.recipient)] = Added(
+                    message_id, len(m.parts), duplicate=True
+                )
+        results.append(added)  # type: ignore[arg-type]  # no None is left
+    conn.executemany(
+        "INSERT INTO messages (id, created_at, updated_at, user, channel, client_ref, recipient,"
+        " sender, text, encoding, dcs, pid, total, truncated, state, pin_gateway, due_at,"
+        " expires_at, callback_url, reply_to, origin)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        message_rows,
+    )
+    conn.executemany(
+        "INSERT INTO parts (message_id, seq, udh, body, data, state)"
+        " VALUES (?, ?, ?, ?, ?, 'queued')",
+        part_rows,
+    )
+    conn.executemany(
+        "INSERT INTO usage (user, period, parts) VALUES (?, ?, ?)"
+        " ON CONFLICT (user, period) DO UPDATE SET parts = parts + excluded.parts",
+        [(user, period, n) for (user, period), (_, n) in usage.items() if n],
+    )
+    return results
+
+
 def _add_messages(
     conn: sqlite3.Connection, messages: list[NewMessage], charge: Charge | None
 ) -> list[Added]:
-    added: list[Added] = []
-    new_parts = 0
-    for m in messages:
-        if m.client_ref is not None:
-            row = conn.execute(
-                "SELECT id, total FROM messages WHERE coalesce(user, '') = ? AND client_ref = ?"
-                " AND recipient = ?",
-                (m.user or "", m.client_ref, m.recipient),
-            ).fetchone()
-            if row is not None:
-                added.append(Added(row[0], row[1], duplicate=True))
-                continue
-        cur = conn.execute(
-            "INSERT INTO messages (created_at, updated_at, user, channel, client_ref, recipient,"
-            " sender, text, encoding, dcs, pid, total, truncated, state, pin_gateway, due_at,"
-            " expires_at, callback_url, reply_to, origin)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-            (
-                m.created_at,
-                m.created_at,
-                m.user,
-                m.channel,
-                m.client_ref,
-                m.recipient,
-                m.sender,
-                m.text,
-                m.encoding,
-                m.dcs,
-                m.pid,
-                len(m.parts),
-                int(m.truncated),
-                m.pin_gateway,
-                m.due_at,
-                m.expires_at,
-                m.callback_url,
-                m.reply_to,
-                m.origin,
-            ),
-        )
-        message_id = cur.lastrowid
-        assert message_id is not None
-        conn.executemany(
-            "INSERT INTO parts (message_id, seq, udh, body, data, state)"
-            " VALUES (?, ?, ?, ?, ?, 'queued')",
-            [(message_id, p.seq, p.udh, p.text, p.data) for p in m.parts],
-        )
-        new_parts += len(m.parts)
-        added.append(Added(message_id, len(m.parts)))
-    if charge is not None and new_parts:
-        row = conn.execute(
-            "SELECT parts FROM usage WHERE user = ? AND period = ?", (charge.user, charge.period)
-        ).fetchone()
-        used = row[0] if row else 0
-        if charge.limit and used + new_parts > charge.limit:
-            raise QuotaExceeded(used, charge.limit, new_parts)
-        conn.execute(
-            "INSERT INTO usage (user, period, parts) VALUES (?, ?, ?)"
-            " ON CONFLICT (user, period) DO UPDATE SET parts = parts + excluded.parts",
-            (charge.user, charge.period, new_parts),
-        )
-    return added
+    (result,) = _add_batch(conn, [(messages, charge)])
+    if isinstance(result, QuotaExceeded):
+        raise result
+    return result
 
 
 def _in_chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
@@ -293,79 +338,119 @@ def _claim(
     ]
 
 
-def _change(row: tuple[Any, ...]) -> Change:
-    return Change(row[0], State(row[1]), row[2], row[3], row[4], row[5], row[6], row[7])
-
-
 def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
-    """Write what gateways said; apply reports that arrived before the send result."""
-    changes: list[Change] = []
-    early: list[tuple[int, int, str, str]] = []  # message, seq, gateway, provider id
-    # Asked of the database, not cached: another process or node may have kept a report.
-    look_for_early = conn.execute("SELECT EXISTS (SELECT 1 FROM reports)").fetchone()[0]
+    """Write what gateways said; apply reports that arrived before the send result.
+
+    Set-wise: one statement per kind of change for the whole batch.
+    """
+    sent, failed, ended, moves = [], [], [], []
     for o in outcomes:
+        status = None
         for r in o.results:
+            gateway = r.gateway or o.gateway
             if r.ok:
-                conn.execute(
-                    "UPDATE parts SET state = 'sent', gateway = ?, provider_id = ?, status = ?,"
-                    " sent_at = ? WHERE message_id = ? AND seq = ?",
-                    (r.gateway or o.gateway, r.provider_id, r.status, o.at, o.message_id, r.seq),
-                )
-                gateway = r.gateway or o.gateway
-                if look_for_early and r.provider_id is not None and gateway is not None:
-                    early.append((o.message_id, r.seq, gateway, r.provider_id))
+                sent.append((gateway, r.provider_id, r.status, o.at, o.message_id, r.seq))
             elif not r.temporary:
-                conn.execute(
-                    "UPDATE parts SET state = 'failed', gateway = ?, status = ?, done_at = ?"
-                    " WHERE message_id = ? AND seq = ?",
-                    (r.gateway or o.gateway, r.status, o.at, o.message_id, r.seq),
-                )
+                failed.append((gateway, r.status, o.at, o.message_id, r.seq))
+            status = r.status or status
         if o.state in (State.EXPIRED, State.FAILED):  # parts never sent end with the message
-            conn.execute(
-                "UPDATE parts SET state = ?, done_at = ? WHERE message_id = ? AND state = 'queued'",
-                (o.state.value, o.at, o.message_id),
-            )
-        status = next((r.status for r in reversed(o.results) if r.status), None)
-        row = conn.execute(
-            "UPDATE messages SET state = ?, gateway = coalesce(?, gateway),"
-            " attempts = attempts + ?, due_at = coalesce(?, due_at), lease_owner = NULL,"
-            " lease_until = NULL, status = coalesce(?, status), error = ?, updated_at = ?"
-            f" WHERE id = ? AND state = 'sending' RETURNING {_CHANGE_COLUMNS}",
-            (
-                o.state.value,
-                o.gateway,
-                int(o.count_attempt),
-                o.due_at,
-                status,
-                o.error,
-                o.at,
-                o.message_id,
-            ),
-        ).fetchone()
-        if row is not None and o.state != State.QUEUED:
-            changes.append(_change(row))
-    for message_id, seq, gateway, provider_id in early:
-        rows = conn.execute(
-            "DELETE FROM reports WHERE gateway = ? AND provider_id = ?"
-            " RETURNING state, status, received_at",
-            (gateway, provider_id),
-        ).fetchall()
-        for state, status, received_at in sorted(rows, key=lambda r: r[2]):
-            change = _report_part(conn, message_id, seq, State(state), status, received_at)
-            if change is not None:
-                changes.append(change)
+            ended.append((o.state.value, o.at, o.message_id))
+        moves.append(
+            (o.state.value, o.gateway, int(o.count_attempt), o.due_at, status, o.error, o.at,
+             o.message_id)
+        )  # fmt: skip
+    ids = [o.message_id for o in outcomes]
+    before = {r[0]: r for r in _select_in(conn, f"SELECT {_CHANGE_COLUMNS} FROM messages", ids)}
+    conn.executemany(
+        "UPDATE parts SET state = 'sent', gateway = ?, provider_id = ?, status = ?, sent_at = ?"
+        " WHERE message_id = ? AND seq = ?",
+        sent,
+    )
+    conn.executemany(
+        "UPDATE parts SET state = 'failed', gateway = ?, status = ?, done_at = ?"
+        " WHERE message_id = ? AND seq = ?",
+        failed,
+    )
+    conn.executemany(
+        "UPDATE parts SET state = ?, done_at = ? WHERE message_id = ? AND state = 'queued'", ended
+    )
+    conn.executemany(
+        "UPDATE messages SET state = ?, gateway = coalesce(?, gateway),"
+        " attempts = attempts + ?, due_at = coalesce(?, due_at), lease_owner = NULL,"
+        " lease_until = NULL, status = coalesce(?, status), error = ?, updated_at = ?"
+        " WHERE id = ? AND state = 'sending'",
+        moves,
+    )
+    changes = []
+    for o, move in zip(outcomes, moves, strict=True):
+        row = before.get(o.message_id)
+        if row is None or row[1] != State.SENDING.value or o.state == State.QUEUED:
+            continue  # not ours any more (a report ended it), or back in the queue
+        user, channel, client_ref, callback, recipient = row[3:8]
+        status = move[4] or row[2]
+        changes.append(
+            Change(o.message_id, o.state, status, user, channel, client_ref, callback, recipient)
+        )
+    if sent and conn.execute("SELECT EXISTS (SELECT 1 FROM reports)").fetchone()[0]:
+        # Asked of the database, not cached: another process may have kept a report.
+        early = []
+        for gateway, provider_id, *_ in sent:
+            for state, status, at in conn.execute(
+                "DELETE FROM reports WHERE gateway = ? AND provider_id = ?"
+                " RETURNING state, status, received_at",
+                (gateway, provider_id),
+            ).fetchall():
+                early.append(Report(gateway, provider_id, State(state), status or "", at))
+        early.sort(key=lambda report: report.at)
+        changes.extend(_apply_reports(conn, early, keep=False))
     return changes
 
 
-def _apply_reports(conn: sqlite3.Connection, reports: list[Report]) -> list[Change]:
-    changes: list[Change] = []
+def _select_in(conn: sqlite3.Connection, select: str, ids: list[int]) -> list[tuple[Any, ...]]:
+    """``select ... WHERE id IN (ids)``, in chunks that stay under SQLite's variable limit."""
+    rows: list[tuple[Any, ...]] = []
+    for chunk in _in_chunks(ids):
+        rows.extend(conn.execute(f"{select} WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return rows
+
+
+_MATCH_PART = (
+    "(message_id, seq) = (SELECT message_id, seq FROM parts WHERE gateway = ?"
+    " AND provider_id = ? ORDER BY sent_at DESC LIMIT 1)"
+)  # the newest part with that id: modems reuse their references
+_NOT_FINAL = f"state NOT IN ({','.join(repr(s) for s in sorted(_FINAL))})"
+
+
+def _apply_reports(
+    conn: sqlite3.Connection, reports: list[Report], *, keep: bool = True
+) -> list[Change]:
+    """Move parts to the reported state, then their messages; keep unmatched reports."""
+    touched: dict[int, list[tuple[State, str | None, float]]] = {}
     for rep in reports:
-        row = conn.execute(
-            "SELECT message_id, seq FROM parts WHERE gateway = ? AND provider_id = ?"
-            " ORDER BY sent_at DESC LIMIT 1",
-            (rep.gateway, rep.provider_id),
-        ).fetchone()
-        if row is None:
+        if rep.state == State.SENT:  # intermediate report: keep the words, not a new state
+            cur = conn.execute(
+                f"UPDATE parts SET status = ? WHERE {_MATCH_PART}",
+                (rep.status, rep.gateway, rep.provider_id),
+            )
+            matched = cur.rowcount > 0
+        else:
+            row = conn.execute(
+                f"UPDATE parts SET state = ?, status = ?, done_at = ? WHERE {_MATCH_PART}"
+                f" AND {_NOT_FINAL} RETURNING message_id",
+                (rep.state.value, rep.status, rep.at, rep.gateway, rep.provider_id),
+            ).fetchone()
+            if row is not None:
+                touched.setdefault(row[0], []).append((rep.state, rep.status, rep.at))
+                continue
+            # Nothing moved: a repeated report for a final part, or no such part yet.
+            matched = (
+                conn.execute(
+                    "SELECT 1 FROM parts WHERE gateway = ? AND provider_id = ?",
+                    (rep.gateway, rep.provider_id),
+                ).fetchone()
+                is not None
+            )
+        if not matched and keep:
             # The report came before the send result was recorded (or is for
             # something we never sent): keep it until the result arrives.
             conn.execute(
@@ -373,59 +458,46 @@ def _apply_reports(conn: sqlite3.Connection, reports: list[Report]) -> list[Chan
                 " VALUES (?, ?, ?, ?, ?)",
                 (rep.at, rep.gateway, rep.provider_id, rep.state.value, rep.status),
             )
-            continue
-        change = _report_part(conn, row[0], row[1], rep.state, rep.status, rep.at)
-        if change is not None:
-            changes.append(change)
-    return changes
+    return _settle(conn, touched) if touched else []
 
 
-def _report_part(
-    conn: sqlite3.Connection, message_id: int, seq: int, state: State, status: str | None, at: float
-) -> Change | None:
-    """Apply one report to one part, then to its message when the message's state moves."""
-    if state == State.SENT:  # intermediate report: keep the words, not a new state
-        conn.execute(
-            "UPDATE parts SET status = ? WHERE message_id = ? AND seq = ?",
-            (status, message_id, seq),
-        )
-        return None
-    cur = conn.execute(
-        f"UPDATE parts SET state = ?, status = ?, done_at = ? WHERE message_id = ? AND seq = ?"
-        f" AND state NOT IN ({','.join('?' * len(_FINAL))})",
-        (state.value, status, at, message_id, seq, *_FINAL),
-    )
-    if cur.rowcount == 0:
-        return None  # a repeated report for a part that is final already
-    current, total = conn.execute(
-        "SELECT state, total FROM messages WHERE id = ?", (message_id,)
-    ).fetchone()
-    if total == 1:
-        new = state
-    else:
-        new = aggregate_state(
-            [
-                State(s)
-                for (s,) in conn.execute(
-                    "SELECT state FROM parts WHERE message_id = ?", (message_id,)
-                )
-            ]
-        )
-    if State(current) in FINAL_STATES:
-        return None  # the message's fate is told already (a part failed, it expired)
-    if State(current) in (State.QUEUED, State.SENDING) and new not in FINAL_STATES:
-        return None  # other parts are still on their way; the dispatcher owns the message
-    if new == State(current):
-        conn.execute(
-            "UPDATE messages SET status = ?, updated_at = ? WHERE id = ?", (status, at, message_id)
-        )
-        return None
-    row = conn.execute(
+def _settle(
+    conn: sqlite3.Connection, touched: dict[int, list[tuple[State, str | None, float]]]
+) -> list[Change]:
+    """Give messages whose parts were reported the state their parts now add up to."""
+    changes: list[Change] = []
+    moves: list[tuple[Any, ...]] = []
+    rows = _select_in(conn, f"SELECT {_CHANGE_COLUMNS}, total FROM messages", list(touched))
+    for message_id, current_s, _, user, channel, client_ref, callback, recipient, total in rows:
+        reported = touched[message_id]
+        state, status, at = reported[-1]
+        current = State(current_s)
+        if current in FINAL_STATES:
+            continue  # the message's fate is told already (a part failed, it expired)
+        if total > 1:
+            state = aggregate_state(
+                [
+                    State(s)
+                    for (s,) in conn.execute(
+                        "SELECT state FROM parts WHERE message_id = ?", (message_id,)
+                    )
+                ]
+            )
+        if current in (State.QUEUED, State.SENDING) and state not in FINAL_STATES:
+            continue  # other parts are still on their way; the dispatcher owns the message
+        # The words of the report that decided the state (the failed part's, say).
+        status = next((w for s, w, _ in reversed(reported) if s == state), status)
+        moves.append((state.value, status, at, message_id))
+        if state != current:
+            changes.append(
+                Change(message_id, state, status, user, channel, client_ref, callback, recipient)
+            )
+    conn.executemany(
         "UPDATE messages SET state = ?, status = ?, updated_at = ?, lease_owner = NULL,"
-        f" lease_until = NULL WHERE id = ? RETURNING {_CHANGE_COLUMNS}",
-        (new.value, status, at, message_id),
-    ).fetchone()
-    return _change(row)
+        " lease_until = NULL WHERE id = ?",
+        moves,
+    )
+    return changes
 
 
 def _release_leases(conn: sqlite3.Connection, owner: str, now: float, own: bool) -> int:
@@ -453,7 +525,7 @@ def _expire(conn: sqlite3.Connection, now: float) -> list[Change]:
             f" AND message_id IN ({','.join('?' * len(chunk))})",
             (now, *chunk),
         )
-    return [_change(r) for r in rows]
+    return [Change(r[0], State(r[1]), *r[2:]) for r in rows]
 
 
 def _purge(conn: sqlite3.Connection, before: float) -> int:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable
 from typing import IO, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -49,7 +49,10 @@ class Appender:
         self._kick()
 
     def write(self, lines: Iterable[str]) -> Deferred[None]:
-        """Queue lines; the Deferred fires once they are written."""
+        """Queue lines; the Deferred fires once they are written (at once if there are none)."""
+        lines = list(lines)
+        if not lines:
+            return succeed(None)
         d: Deferred[None] = Deferred()
         self._waiters.append(d)
         self.add(lines)

@@ -89,9 +89,16 @@ class SmsdSection:
     traffic_log: str = setting("traffic.log", "one line per SMS part, in data_dir; empty: off")
 
 
+def _store_url(value: str) -> None:
+    if value and not (value.startswith("sqlite:///") and len(value) > len("sqlite:///")):
+        raise ValueError(
+            f"expected sqlite:///relative/path.db or sqlite:////absolute/path.db, got {value!r}"
+        )
+
+
 @attrs.frozen
 class StoreSection:
-    url: str = setting("", "sqlite:///path/smsd.db; empty: smsd.db in data_dir")
+    url: str = setting("", "sqlite:///path/smsd.db; empty: smsd.db in data_dir", _store_url)
     synchronous: str = setting(
         "full",
         "SQLite fsync policy: full survives power loss, normal only a crash",

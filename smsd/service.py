@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sqlite3
 import sys
 import time
 from typing import Any
@@ -36,6 +37,7 @@ from smsd.core.users import Directory
 from smsd.gateways.base import Gateway, Health
 from smsd.model import Inbound, Report
 from smsd.store import Change, StoreError, open_store
+from smsd.store.schema import SchemaTooNew
 from smsd.traffic import TrafficLog
 
 log = Logger()
@@ -269,5 +271,5 @@ def service_from_options(config_path: str | None, data_dir: str | None) -> Smsd:
         return make_service(config)
     except ConfigError as e:
         raise SystemExit(f"smsd: {e}") from None
-    except (StoreError, OSError) as e:
+    except (StoreError, SchemaTooNew, OSError, ValueError, sqlite3.Error) as e:
         raise SystemExit(f"smsd: cannot open the store: {e}") from None

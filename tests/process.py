@@ -28,6 +28,12 @@ def twistd() -> str:
     return path if os.path.exists(path) else shutil.which("twistd") or "twistd"
 
 
+def script(name: str) -> str:
+    """A console script installed beside this Python (the venv's)."""
+    path = os.path.join(os.path.dirname(sys.executable), name)
+    return path if os.path.exists(path) else shutil.which(name) or name
+
+
 def need(program: str) -> str:
     """A real peer the tests use: missing is a failure (CI must install it), not a skip."""
     path = shutil.which(program)
@@ -78,6 +84,18 @@ class SmsdProcess:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"smsd did not answer within {timeout}s:\n{self.log()}")
+
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run smsd-admin on this daemon's configuration and data."""
+        cmd = [script("smsd-admin")]
+        if self.config_path:
+            cmd += ["--config", self.config_path]
+        result = subprocess.run(
+            [*cmd, *args], cwd=self.dir, capture_output=True, text=True, timeout=60, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"smsd-admin {' '.join(args)}: {result.stderr}")
+        return result
 
     def log(self) -> str:
         try:

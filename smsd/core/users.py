@@ -64,7 +64,17 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, expected)
 
 
-_DUMMY_HASH = hash_password(os.urandom(8).hex())  # checked for unknown users: same cost
+_dummy_hash: list[str] = []
+
+
+def _dummy() -> str:
+    """A hash checked for unknown users, so that they cost as much as known ones.
+
+    Made on first use: smsd-admin never needs it.
+    """
+    if not _dummy_hash:
+        _dummy_hash.append(hash_password(os.urandom(8).hex()))
+    return _dummy_hash[0]
 
 
 def account_problem(user: User, today: datetime.date | None = None) -> str | None:
@@ -112,10 +122,14 @@ class Directory:
 
     def authenticate(self, name: str, password: str) -> Deferred[User]:
         """The user, or UnauthorizedLogin (unknown user and wrong password look alike)."""
-        token = hashlib.sha256(self._pepper + name.encode() + b"\0" + password.encode()).digest()
 
         def check(user: User | None) -> Any:
-            stored = user.password_hash if user is not None else _DUMMY_HASH
+            stored = user.password_hash if user is not None else _dummy()
+            # The remembered check is bound to the stored hash: a changed
+            # password counts as soon as the user record is read again.
+            token = hashlib.sha256(
+                b"\0".join((self._pepper, name.encode(), stored.encode(), password.encode()))
+            ).digest()
             hit = self._verified.get(name)
             if (
                 user is not None
@@ -126,9 +140,9 @@ class Directory:
                 return user
             pool = self._reactor.getThreadPool()
             d = deferToThreadPool(self._reactor, pool, verify_password, password, stored)
-            return d.addCallback(verified, user)
+            return d.addCallback(verified, user, token)
 
-        def verified(ok: bool, user: User | None) -> User:
+        def verified(ok: bool, user: User | None, token: bytes) -> User:
             if not ok or user is None:
                 raise UnauthorizedLogin("wrong user name or password")
             if len(self._verified) > 10_000:

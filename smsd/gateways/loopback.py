@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 from collections import deque
 from typing import Any
 
@@ -59,6 +60,11 @@ class Options:
     reject_rate: float = setting(0.0, "share of submits refused with a temporary error", _rate)
     log: str = setting("loopback.jsonl", "output file, relative to data_dir")
     seed: int = setting(0, "random seed for repeatable runs; 0: random")
+    crash_after: int = setting(
+        0,
+        "fault test: kill smsd (SIGKILL) once this many parts are written, before the"
+        " acknowledgement reaches the store; 0: never",
+    )
 
 
 class LoopbackGateway(Gateway):
@@ -181,6 +187,10 @@ class LoopbackGateway(Gateway):
         self._appender.write(lines).addBoth(self._answer, answers)
 
     def _answer(self, written: Any, answers: list[tuple[Deferred[Any], list[PartResult]]]) -> None:
+        if self.options.crash_after and self.sent_parts >= self.options.crash_after:
+            # The worst moment for a crash: the network has the parts, the store
+            # does not know yet. A restart must not send them a second time.
+            os.kill(os.getpid(), signal.SIGKILL)
         for d, results in answers:
             if isinstance(written, Failure):
                 d.errback(written)

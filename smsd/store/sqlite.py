@@ -674,7 +674,7 @@ def _user_row(u: User) -> tuple[Any, ...]:
 
 def _set_dedicated(conn: sqlite3.Connection, u: User) -> None:
     conn.execute("DELETE FROM dedicated_numbers WHERE user = ?", (u.name,))
-    for number in u.dedicated:
+    for number in dict.fromkeys(u.dedicated):  # a number listed twice is still one
         owner = conn.execute(
             "SELECT user FROM dedicated_numbers WHERE number = ?", (number,)
         ).fetchone()
@@ -709,6 +709,7 @@ def _update_user(conn: sqlite3.Connection, u: User) -> None:
 def _delete_user(conn: sqlite3.Connection, name: str) -> None:
     if conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount == 0:
         raise NoSuchUser(f"no user {name!r}")
+    conn.execute("DELETE FROM usage WHERE user = ?", (name,))  # a new user of that name starts at 0
 
 
 def _make_user(conn: sqlite3.Connection, r: tuple[Any, ...]) -> User:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import phonenumbers
 
-from smsd.configschema import ConfigError, Duration, build, setting
+from smsd.configschema import ConfigError, Duration, build, key_name, setting
 
 __all__ = ["Config", "ConfigError", "load"]
 
@@ -56,6 +56,15 @@ def _regex(value: str) -> None:
         re.compile(value)
     except re.error as e:
         raise ValueError(f"bad regular expression {value!r}: {e}") from None
+
+
+def _prefixes(value: list[str]) -> None:
+    for v in value:
+        if not re.fullmatch(r"\+?[0-9]{1,15}", v):
+            raise ValueError(
+                f"a prefix is '+' and digits (numbers are matched in E.164, '+4670...'),"
+                f" or digits for short codes; got {v!r}"
+            )
 
 
 def _between(lo: float, hi: float) -> Any:
@@ -98,7 +107,12 @@ def _store_url(value: str) -> None:
 
 @attrs.frozen
 class StoreSection:
-    url: str = setting("", "sqlite:///path/smsd.db; empty: smsd.db in data_dir", _store_url)
+    url: str = setting(
+        "",
+        "sqlite:///smsd.db (relative: inside data_dir) or sqlite:////abs/path.db;"
+        " empty: smsd.db in data_dir",
+        _store_url,
+    )
     synchronous: str = setting(
         "full",
         "SQLite fsync policy: full survives power loss, normal only a crash",
@@ -119,15 +133,23 @@ class TextSection:
 class DispatchSection:
     batch: int = setting(256, "messages claimed from the store at a time", _between(1, 10_000))
     validity: Duration = setting(
-        Duration(5 * 86400), "how long a message may wait before it expires"
+        Duration(5 * 86400), "how long a message may wait before it expires", _between(1, 1e9)
     )
-    retry_min: Duration = setting(Duration(10), "first retry delay after a temporary error")
-    retry_max: Duration = setting(Duration(3600), "longest retry delay (doubles up to this)")
+    retry_min: Duration = setting(
+        Duration(10), "first retry delay after a temporary error", _between(0.01, 1e7)
+    )
+    retry_max: Duration = setting(
+        Duration(3600), "longest retry delay (doubles up to this)", _between(0.01, 1e7)
+    )
     max_attempts: int = setting(
         0, "give up after this many attempts; 0: until it expires", _between(0, 1_000_000)
     )
-    lease: Duration = setting(Duration(300), "a claimed message returns to the queue after this")
-    poll: Duration = setting(Duration(1), "how often to look for work submitted elsewhere")
+    lease: Duration = setting(
+        Duration(300), "a claimed message returns to the queue after this", _between(5, 1e6)
+    )
+    poll: Duration = setting(
+        Duration(1), "how often to look for work submitted elsewhere", _between(0.01, 3600)
+    )
     purge_after: Duration = setting(
         Duration(90 * 86400), "delete finished messages this long after; 0: keep"
     )
@@ -180,7 +202,9 @@ class Rewrite:
 class RouteSection:
     gateways: list[str] = setting(doc="gateway ids that share the matching traffic")
     match: str = setting("", "regular expression the number must match (search)", _regex)
-    prefix: list[str] = setting(factory=list, doc="number prefixes, e.g. ['+46', '+47']")
+    prefix: list[str] = setting(
+        factory=list, doc="number prefixes, e.g. ['+46', '+47']", check=_prefixes
+    )
     users: list[str] = setting(factory=list, doc="only messages of these users")
     fallback: list[str] = setting(factory=list, doc="used only while none of gateways is up")
     rewrite: Rewrite | None = setting(None, "number rewrite for these gateways")
@@ -249,6 +273,8 @@ def load(path: str | None, data_dir: str | None = None) -> Config:
                 table = tomllib.load(f)
         except OSError as e:
             raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not valid UTF-8 at byte {e.start}") from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
@@ -264,7 +290,9 @@ def _from_table(name: str, table: dict[str, Any]) -> Config:
     known = {*_SECTIONS, "gateway", "route"}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(f"{key}: unknown section (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{key_name(key)}: unknown section (known: {', '.join(sorted(known))})"
+            )
         if key in _SECTIONS and not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table [{key}]")
     sections = {key: build(cls, table.get(key, {}), key) for key, cls in _SECTIONS.items()}
@@ -277,6 +305,8 @@ def _from_table(name: str, table: dict[str, Any]) -> Config:
     routes = []
     for i, raw in enumerate(routes_raw, 1):
         key = f"route[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{key}: expected a table [[route]], got {raw!r}")
         route = build(RouteSection, raw, key)
         if not route.gateways:
             raise ConfigError(f"{key}.gateways: needs at least one gateway id")
@@ -288,6 +318,10 @@ def _from_table(name: str, table: dict[str, Any]) -> Config:
     return Config(path=name, gateways=gateways, routes=routes, **sections)
 
 
+_GATEWAY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_COMMON_KEYS = tuple(f.name for f in attrs.fields(GatewaySection))
+
+
 def _gateways(raw: Any) -> list[GatewayConfig]:
     if not isinstance(raw, list):
         raise ConfigError("gateway: expected [[gateway]] tables")
@@ -296,10 +330,19 @@ def _gateways(raw: Any) -> list[GatewayConfig]:
     out: list[GatewayConfig] = []
     seen: set[str] = set()
     for i, table in enumerate(raw, 1):
-        label = f"gateway.{table['id']}" if isinstance(table.get("id"), str) else f"gateway[{i}]"
-        common, rest = build(GatewaySection, table, label, extra=True)
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", common.id):
-            raise ConfigError(f"{label}.id: use letters, digits, '_', '.', '-' (at most 64)")
+        if not isinstance(table, dict):
+            raise ConfigError(f"gateway[{i}]: expected a table [[gateway]], got {table!r}")
+        gid = table.get("id")
+        label = (
+            f"gateway.{gid}"
+            if isinstance(gid, str) and _GATEWAY_ID.fullmatch(gid)
+            else f"gateway[{i}]"
+        )
+        common, rest = build(GatewaySection, table, label, extra=True, also=_COMMON_KEYS)
+        if not _GATEWAY_ID.fullmatch(common.id):
+            raise ConfigError(
+                f"{label}.id: use letters, digits, '_', '.', '-' (at most 64), got {common.id!r}"
+            )
         if common.id in seen:
             raise ConfigError(f"{label}.id: {common.id!r} is used by another gateway")
         seen.add(common.id)
@@ -308,7 +351,7 @@ def _gateways(raw: Any) -> list[GatewayConfig]:
                 f"{label}.type: unknown gateway type {common.type!r}"
                 f" (known: {', '.join(sorted(GATEWAY_TYPES))})"
             )
-        options = build(gateway_module(common.type).Options, rest, label)
+        options = build(gateway_module(common.type).Options, rest, label, also=_COMMON_KEYS)
         out.append(GatewayConfig(common, options))
     return out
 

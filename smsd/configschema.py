@@ -11,6 +11,7 @@ type and its metadata carries the doc string and an optional check.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -36,8 +37,8 @@ def parse_duration(value: Any) -> Duration:
     if isinstance(value, bool):
         raise ValueError(f'expected a duration like "30s" or "5d", got {value!r}')
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"expected a duration >= 0, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f'expected a duration >= 0 like "30s", got {value!r}')
         return Duration(value)
     if isinstance(value, str):
         m = _DURATION.match(value)
@@ -59,12 +60,22 @@ def setting(
     return attrs.field(default=default, metadata=metadata)
 
 
+def _plural(tp: Any) -> str:
+    names = {str: "strings", int: "integers", float: "numbers", bool: "true/false values"}
+    return names.get(tp, "tables" if attrs.has(tp) else _type_name(tp))
+
+
+def key_name(key: str) -> str:
+    """A key as it may be shown on one line: bare when it is a plain word, else quoted."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+
+
 def _type_name(tp: Any) -> str:
     if tp is Duration:
         return 'a duration like "30s" or "5d"'
     origin = typing.get_origin(tp)
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        return f"a list of {_plural(typing.get_args(tp)[0])}"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
     names = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
@@ -116,11 +127,19 @@ def convert(tp: Any, value: Any, key: str) -> Any:
     return value
 
 
-def build(cls: type, table: dict[str, Any], prefix: str, *, extra: bool = False) -> Any:
+def build(
+    cls: type,
+    table: dict[str, Any],
+    prefix: str,
+    *,
+    extra: bool = False,
+    also: tuple[str, ...] = (),
+) -> Any:
     """Make ``cls`` from a TOML table; unknown keys are errors unless ``extra``.
 
     With ``extra`` the unknown keys are returned beside the object, for
-    sections whose remaining keys belong to a plug-in (gateway types).
+    sections whose remaining keys belong to a plug-in (gateway types);
+    ``also`` are keys known elsewhere in the same table, listed in errors.
     """
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in attrs.fields(cls)}
@@ -128,7 +147,8 @@ def build(cls: type, table: dict[str, Any], prefix: str, *, extra: bool = False)
     if unknown and not extra:
         key = next(iter(unknown))
         raise ConfigError(
-            f"{_join(prefix, key)}: unknown key (known here: {', '.join(sorted(known))})"
+            f"{_join(prefix, key_name(key))}: unknown key"
+            f" (known here: {', '.join(sorted({*known, *also}))})"
         )
     values = {}
     for name, field in known.items():

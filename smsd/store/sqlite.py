@@ -47,12 +47,13 @@ _CHANGE_COLUMNS = "id, state, status, user, channel, client_ref, callback_url, r
 
 
 def path_from_url(url: str, data_dir: str) -> str:
-    """``sqlite:///rel/path.db`` (relative), ``sqlite:////abs/path.db``; empty: data_dir/smsd.db."""
+    """``sqlite:///name.db`` (relative: inside data_dir, like every relative path
+    in the configuration), ``sqlite:////abs/path.db``; empty: data_dir/smsd.db."""
     if not url:
         return os.path.join(data_dir, "smsd.db")
     if not url.startswith("sqlite:///"):
         raise ValueError(f"expected sqlite:///path, got {url!r}")
-    return url[len("sqlite:///") :]
+    return os.path.join(data_dir, url[len("sqlite:///") :])
 
 
 def _connect(path: str, synchronous: str, *, read_only: bool = False) -> sqlite3.Connection:

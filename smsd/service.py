@@ -33,7 +33,7 @@ from smsd.core.pool import Member, Pool
 from smsd.core.reports import ReportSink
 from smsd.core.routing import Router
 from smsd.core.submit import SubmitSettings, Submitter
-from smsd.core.users import Directory
+from smsd.core.users import Directory, make_portal
 from smsd.gateways.base import Gateway, Health
 from smsd.model import Inbound, Report
 from smsd.store import Change, StoreError, open_store
@@ -201,7 +201,7 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         reactor,
         committed=dispatcher.wake,
     )
-    directory = Directory(store, reactor)
+    portal = make_portal(Directory(store, reactor))
     callbacks = Callbacks(
         reactor, timeout=config.http.callback_timeout, attempts=config.http.callback_attempts
     )
@@ -239,7 +239,7 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
     http = HttpContext(
         settings=config.http,
         submitter=submitter,
-        directory=directory,
+        portal=portal,
         store=store,
         trusted_networks=[
             ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks

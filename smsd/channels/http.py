@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,7 +27,7 @@ from twisted.web import http, resource, server
 
 from smsd.config import HttpSection
 from smsd.core.submit import Refused, Submitter
-from smsd.core.users import Directory
+from smsd.core.users import IAccount
 from smsd.model import User
 
 log = Logger()
@@ -66,7 +68,7 @@ class HttpContext:
 
     settings: HttpSection
     submitter: Submitter
-    directory: Directory
+    portal: Portal
     store: Any
     trusted_networks: Sequence[Network]
     reactor: Any
@@ -112,8 +114,9 @@ class HttpContext:
             failure.trap(UnauthorizedLogin)
             raise Unauthorized("wrong user name or password")
 
-        d = self.directory.authenticate(user, password or "")
-        d.addCallbacks(lambda u: Caller(u, trusted, host), bad)
+        credentials = UsernamePassword(user.encode(), (password or "").encode())
+        d = self.portal.login(credentials, None, IAccount)
+        d.addCallbacks(lambda login: Caller(login[1], trusted, host), bad)
         return d
 
 

@@ -20,9 +20,10 @@ from typing import Any
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.threads import deferToThreadPool
-from zope.interface import implementer
+from zope.interface import Interface, implementer
 
 from smsd.model import User
 
@@ -172,3 +173,32 @@ class UserChecker:
         return self.directory.authenticate(username, password).addCallback(
             lambda user: user.name.encode()
         )
+
+
+class IAccount(Interface):
+    """The avatar every channel logs in for: an smsd account (smsd.model.User)."""
+
+
+@implementer(IRealm)
+class AccountRealm:
+    """Gives the account behind an authenticated name."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    def requestAvatar(self, avatar_id: Any, mind: Any, *interfaces: Any) -> Deferred[Any]:
+        if IAccount not in interfaces:
+            raise NotImplementedError("smsd accounts offer IAccount only")
+        name = avatar_id.decode() if isinstance(avatar_id, bytes) else avatar_id
+
+        def found(user: User | None) -> tuple[Any, User, Any]:
+            if user is None:  # deleted between the check and now
+                raise UnauthorizedLogin("no such user")
+            return IAccount, user, lambda: None
+
+        return self.directory.get(name).addCallback(found)
+
+
+def make_portal(directory: Directory) -> Portal:
+    """The twisted.cred portal every channel logs users in through."""
+    return Portal(AccountRealm(directory), [UserChecker(directory)])

@@ -166,6 +166,10 @@ def user_fields(args: argparse.Namespace, base: User, site_country: str) -> dict
         fields["expires"] = None
     if args.active is not None:
         fields["active"] = args.active
+    if args.transliterate is not None:
+        fields["transliterate"] = (
+            None if args.transliterate == "site" else args.transliterate == "yes"
+        )
     return fields
 
 
@@ -337,6 +341,7 @@ async def user_show(ctx: Context, args: argparse.Namespace) -> None:
         ("expires", user.expires or "never"),
         ("active", "yes" if user.active else "no"),
         ("country", user.default_country or f"{site} (site default)"),
+        ("transliterate", {None: "site default", True: "yes", False: "no"}[user.transliterate]),
         ("created", _utc(user.created_at)),
     ]
     for line in _table([[f"{k}:", v] for k, v in lines]):
@@ -496,6 +501,12 @@ def _user_options(p: argparse.ArgumentParser, *, setting: bool) -> None:
     )
     pair("--expires", "--no-expires", metavar="YYYY-MM-DD", help="last day the account works")
     pair("--country", "--no-country", metavar="CC", help="country for national numbers")
+    p.add_argument(
+        "--transliterate",
+        choices=["yes", "no", "site"],
+        help="replace characters outside GSM 7-bit (one cheap SMS) instead of sending UCS-2;"
+        " site: the site's [text] transliterate",
+    )
     status = p.add_mutually_exclusive_group()
     status.add_argument(
         "--active", dest="active", action="store_const", const=True, help="enable the account"

@@ -150,6 +150,7 @@ class User:
     active: bool = True
     default_country: str | None = None  # for national numbers; None: the site default
     created_at: float = 0.0
+    transliterate: bool | None = None  # one cheap 7-bit SMS over UCS-2; None: the site's choice
 
 
 @attrs.frozen

@@ -178,6 +178,19 @@ class FormTests(HttpCase):
         self.assertTrue(message["truncated"])
         self.assertEqual(message["text"], "y" * 306)
 
+    def test_too_long_without_truncation_is_refused(self) -> None:
+        code, body = self.sms(*form(number="+15551230010", data="y" * 700, truncate="0"))
+        self.assertEqual(code, 400, body)
+        self.assertIn("text needs 5 SMS, more than maxmsgs=4", body)
+
+    def test_transliteration_on_request(self) -> None:
+        code, body = self.sms(
+            *form(number="+15551230011", data="Zażółć “gęślą”", transliterate="1")
+        )
+        self.assertEqual(code, 200, body)
+        message = self.message(int(body.split()[1]))
+        self.assertEqual((message["encoding"], message["text"]), ("gsm7", 'Zazolc "gesla"'))
+
     def test_latin1_with_charset(self) -> None:
         code, body = curl(self.url("/sms/?number=%2B15551230008&data=%E9t%E9&charset=latin-1"))
         self.assertEqual(code, 200, body)
@@ -386,6 +399,17 @@ class AuthTests(HttpCase):
             "--sender",
             "Helpdesk",
         )
+        smsd.admin(
+            "user",
+            "add",
+            "erin",
+            "--password",
+            "pw-erin",
+            "--email",
+            "erin@example.org",
+            "--transliterate",
+            "yes",
+        )
 
     def outside(self, *args: str) -> tuple[int, str]:
         return curl("--interface", OUTSIDE, *args)
@@ -464,6 +488,16 @@ class AuthTests(HttpCase):
         )
         self.assertEqual(code, 403, body)
         self.assertIn("not allowed", body)
+
+    def test_a_users_own_transliteration_choice(self) -> None:
+        code, body = self.outside(
+            "-u", "erin:pw-erin", *form(number="+15551234567", data="Łódź"), self.url("/sms/")
+        )
+        self.assertEqual(code, 200, body)
+        code, message = self.outside(
+            "-u", "erin:pw-erin", self.url(f"/api/v1/messages/{body.split()[1]}")
+        )
+        self.assertEqual(json.loads(message)["text"], "Lodz")
 
     def test_users_see_only_their_messages(self) -> None:
         code, body = curl(self.url("/sms/?number=%2B15551239999&data=anonymous"))

@@ -1,5 +1,8 @@
-"""``/sms/``: the IceWarp-style form (``number``, ``data``, ...) and the
-Omnigate-style one (``numbers=a,b&text=``), by GET or POST.
+"""``/sms/``: the IceWarp-style form (``number``, ``data``, ``user``, ``pass``,
+``id``, ``sender``, ``maxmsgs``, ``binary``, ``udh``, ``pid``, ``dcs``,
+``reply``) and the Omnigate-style one (``numbers=a,b&text=``), by GET or
+POST; smsd adds ``flash``, ``truncate``, ``transliterate``, ``gateway`` and
+``charset``.
 
 Answers are plain text, one line per recipient: ``OK <id> <number> <parts>``;
 refusals are ``ERROR: <reason>`` with a 4xx code (and ``ERROR <number>:
@@ -47,6 +50,10 @@ def _hex(raw: bytes, name: str) -> bytes:
         return binascii.unhexlify(raw.strip())
     except (binascii.Error, ValueError):
         raise HttpError(400, f"{name} is not hexadecimal: {raw[:40]!r}") from None
+
+
+def _flag_or_none(raw: bytes | None) -> bool | None:
+    return None if raw is None or raw == b"" else _flag(raw)
 
 
 def _flag(raw: bytes | None) -> bool:
@@ -105,6 +112,8 @@ class SmsForm(AsyncResource):
             udh=udh,
             sender=_decode(sender, charset, "sender") if sender else None,
             maxmsgs=_int(_arg(args, "maxmsgs"), "maxmsgs", 1, 128),
+            truncate=_flag_or_none(_arg(args, "truncate")),
+            transliterate=_flag_or_none(_arg(args, "transliterate")),
             flash=_flag(_arg(args, "flash")),
             dcs=_int(_arg(args, "dcs"), "dcs", 0, 255),
             pid=_int(_arg(args, "pid"), "pid", 0, 255) or 0,

@@ -149,7 +149,7 @@ class Submitter:
         validity = sub.validity if sub.validity is not None else self.settings.validity
         messages = []
         for number in recipients:
-            plan = self._plan(sub, limit, cut)
+            plan = self._plan(sub, user, limit, cut)
             messages.append(
                 NewMessage(
                     recipient=number,
@@ -229,7 +229,7 @@ class Submitter:
             return requested
         raise Refused(Refused.FORBIDDEN, f"sender ID {wanted!r} is not allowed for this user")
 
-    def _plan(self, sub: Submission, maxmsgs: int, truncate: bool) -> text.Plan:
+    def _plan(self, sub: Submission, user: User | None, maxmsgs: int, truncate: bool) -> text.Plan:
         self._ref = (self._ref + 1) & 0xFFFF
         try:
             if sub.data is not None:
@@ -246,6 +246,8 @@ class Submitter:
             if sub.text is None:
                 raise Refused(Refused.BAD_REQUEST, "empty text")
             translit = sub.transliterate
+            if translit is None and user is not None:
+                translit = user.transliterate
             if translit is None:
                 translit = self.settings.transliterate
             return text.plan_text(

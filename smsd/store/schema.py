@@ -106,6 +106,8 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (user, period)
         ) WITHOUT ROWID""",
     ],
+    # 2: a user's own choice between transliteration and UCS-2 (NULL: the site's)
+    ["ALTER TABLE users ADD COLUMN transliterate INTEGER"],
 ]
 
 VERSION = len(MIGRATIONS)

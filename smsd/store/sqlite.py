@@ -653,7 +653,7 @@ def _list_inbound(
 
 _USER_COLUMNS = (
     "name, password_hash, emails, mobile, sender_policy, senders, monthly_limit, expires,"
-    " active, default_country, created_at"
+    " active, default_country, created_at, transliterate"
 )
 
 
@@ -670,6 +670,7 @@ def _user_row(u: User) -> tuple[Any, ...]:
         int(u.active),
         u.default_country,
         u.created_at,
+        None if u.transliterate is None else int(u.transliterate),
     )
 
 
@@ -687,7 +688,7 @@ def _set_dedicated(conn: sqlite3.Connection, u: User) -> None:
 def _add_user(conn: sqlite3.Connection, u: User) -> None:
     try:
         conn.execute(
-            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 11)})", _user_row(u)
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 12)})", _user_row(u)
         )
     except sqlite3.IntegrityError:
         raise UserExists(f"user {u.name!r} exists already") from None
@@ -698,9 +699,9 @@ def _update_user(conn: sqlite3.Connection, u: User) -> None:
     row = _user_row(u)
     cur = conn.execute(
         "UPDATE users SET password_hash = ?, emails = ?, mobile = ?, sender_policy = ?,"
-        " senders = ?, monthly_limit = ?, expires = ?, active = ?, default_country = ?"
-        " WHERE name = ?",
-        (*row[1:10], u.name),
+        " senders = ?, monthly_limit = ?, expires = ?, active = ?, default_country = ?,"
+        " transliterate = ? WHERE name = ?",
+        (*row[1:10], row[11], u.name),
     )
     if cur.rowcount == 0:
         raise NoSuchUser(f"no user {u.name!r}")
@@ -732,6 +733,7 @@ def _make_user(conn: sqlite3.Connection, r: tuple[Any, ...]) -> User:
         active=bool(r[8]),
         default_country=r[9],
         created_at=r[10],
+        transliterate=None if r[11] is None else bool(r[11]),
         dedicated=dedicated,
     )
 

@@ -30,6 +30,7 @@ from twisted.internet.defer import gatherResults
 from smsd import numbers, text
 from smsd.config import Config, ConfigError, load
 from smsd.core.inbound import Receiver
+from smsd.core.routing import Router
 from smsd.core.submit import Refused, SubmitSettings, Submitter
 from smsd.core.users import account_problem, hash_password
 from smsd.model import Inbound, SenderPolicy, State, Submission, User
@@ -415,7 +416,8 @@ async def send(ctx: Context, args: argparse.Namespace) -> None:
         channel="admin",
         origin=PROG,
     )
-    submitter = Submitter(ctx.store, submit_settings(ctx.config), ctx.reactor)
+    router = Router.from_config(ctx.config.routes, ctx.config.gateway_ids())
+    submitter = Submitter(ctx.store, submit_settings(ctx.config), ctx.reactor, router=router)
     try:
         accepted = await submitter.submit(
             submission, user, maxmsgs=ctx.config.http.maxmsgs, truncate=False

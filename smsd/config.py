@@ -190,6 +190,9 @@ class GatewaySection:
         5, "temporary errors in a row that take it out of the pool", _between(1, 10_000)
     )
     down_for: Duration = setting(Duration(30), "how long it stays out before a new try")
+    send_timeout: Duration = setting(
+        Duration(60), "a send with no answer after this counts as a temporary error; 0: none"
+    )
 
 
 @attrs.frozen
@@ -299,6 +302,13 @@ def _from_table(name: str, table: dict[str, Any]) -> Config:
 
     gateways = _gateways(table.get("gateway", []))
     ids = {g.common.id for g in gateways}
+    lease = sections["dispatch"].lease
+    for g in gateways:
+        if g.common.send_timeout >= lease:
+            raise ConfigError(
+                f"gateway.{g.common.id}.send_timeout: must be shorter than dispatch.lease"
+                f" ({lease:g}s), or a slow send could be taken over and sent twice"
+            )
     routes_raw = table.get("route", [])
     if not isinstance(routes_raw, list):
         raise ConfigError("route: expected [[route]] tables")

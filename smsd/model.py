@@ -94,6 +94,7 @@ class Message:
     expires_at: float = 0.0
     created_at: float = 0.0
     registered_delivery: bool = True
+    route: str | None = None  # the routing rule's key given at submit (None: route it now)
 
 
 @attrs.frozen

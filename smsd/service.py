@@ -171,13 +171,15 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
                 max_failures=c.max_failures,
                 down_for=c.down_for,
                 enabled=c.enabled,
+                send_timeout=c.send_timeout,
             )
         )
     pool = Pool(members)
     ids = config.gateway_ids()
+    router = Router.from_config(config.routes, ids)
     dispatcher = Dispatcher(
         store=store,
-        router=Router.from_config(config.routes, ids),
+        router=router,
         pool=pool,
         reactor=reactor,
         owner=config.node_id,
@@ -200,6 +202,7 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         ),
         reactor,
         committed=dispatcher.wake,
+        router=router,
     )
     portal = make_portal(Directory(store, reactor))
     callbacks = Callbacks(

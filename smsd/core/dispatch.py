@@ -38,6 +38,10 @@ log = Logger()
 Notify = Callable[[list[Change]], None]
 
 
+class SendTimeout(Exception):
+    """A gateway did not answer a send within its send_timeout."""
+
+
 @attrs.define
 class _Waiting:
     message: Message
@@ -67,8 +71,10 @@ class Dispatcher(Service):
         self.settings = settings
         self.notify = notify
         self.traffic = traffic
-        self._waiting: dict[tuple[tuple[str, ...], tuple[str, ...]], deque[_Waiting]] = {}
+        self._routes = router.routes()
+        self._waiting: dict[str, deque[_Waiting]] = {}  # by route key
         self._waiting_count = 0
+        self._flying: set[int] = set()  # ids of messages a gateway is sending
         self._claiming = False
         self._look = False  # something may have become due: claim at the next pump
         self._more = False  # the last claim was full: there may be more due
@@ -87,12 +93,14 @@ class Dispatcher(Service):
     def startService(self) -> None:
         super().startService()
         now = self.reactor.seconds()
-        d = self.store.release_leases(self.owner, now, True)
+        d = self.store.reroute(list(self._routes))
+        d.addCallback(lambda _: self.store.release_leases(self.owner, now, True))
         d.addCallback(self._released)
         d.addErrback(lambda f: log.failure("cannot release old leases", f))
         self._maintenance = LoopingCall(self._maintain)
         self._maintenance.clock = self.reactor
-        self._maintenance.start(30.0, now=False)
+        # Often enough to renew leases well before they run out.
+        self._maintenance.start(min(30.0, self.settings.lease / 3), now=False)
 
     def _released(self, count: int) -> None:
         if count:
@@ -118,7 +126,7 @@ class Dispatcher(Service):
         d: Deferred[None] = Deferred()
 
         def check() -> None:
-            if self._in_flight and self.reactor.seconds() < deadline:
+            if (self._in_flight or self._claiming) and self.reactor.seconds() < deadline:
                 self.reactor.callLater(0.05, check)
                 return
             if self._in_flight:
@@ -175,26 +183,66 @@ class Dispatcher(Service):
         # message under load.
         if self._claiming or not (self._look or self._more):
             return
-        room = self.pool.capacity(now, self.settings.lease / 4) - self._waiting_count
-        if room <= 0:
-            change = self.pool.next_change(now)
-            self._sleep_until(change if change is not None else now + self.settings.poll)
+        limits = self._claim_limits(now)
+        if not limits:
+            self._sleep_until(self._next_change(now, None))
             return
-        limit = min(self.settings.batch, room)
         self._claiming = True
         self._look = False
-        d = self.store.claim(self.owner, now, self.settings.lease, limit)
-        d.addCallbacks(self._claimed, self._claim_failed, callbackArgs=(limit,))
+        limit = min(self.settings.batch, sum(limits.values()))
+        d = self.store.claim(self.owner, now, self.settings.lease, limit, limits)
+        d.addCallbacks(self._claimed, self._claim_failed, callbackArgs=(limits,))
 
-    def _claimed(self, messages: list[Message], limit: int) -> None:
+    def _claim_limits(self, now: float) -> dict[str | None, int]:
+        """How many due messages of each route could start soon.
+
+        Routes whose gateways are all busy, throttled or down are left out,
+        so that what they cannot carry stays in the queue instead of taking
+        the room of routes that can go. A quarter of the lease is the
+        horizon: a throttled gateway never holds a message past its lease.
+        """
+        horizon = self.settings.lease / 4
+        limits: dict[str | None, int] = {}
+        for key, route in self._routes.items():
+            candidates = self._candidates(route, now)
+            room = self.pool.capacity(now, horizon, candidates) - self._waiting_for(key)
+            if room > 0:
+                limits[key] = min(room, self.settings.batch)
+        # Messages with no route key (queued by an older configuration or a
+        # tool that does not route) may go wherever there is room; those that
+        # then have to wait keep the key found for them when they are released.
+        # What waits for a busy route takes no room from the others, but the
+        # waiting as a whole stays bounded.
+        blocked = sum(
+            len(q) for q in self._waiting.values()
+            if self.pool.availability(self._candidates(q[0].route, now), now)
+            is not Availability.READY
+        )  # fmt: skip
+        room = self.pool.capacity(now, horizon) - (self._waiting_count - blocked)
+        room = min(room, 2 * self.settings.batch - self._waiting_count)
+        if room > 0:
+            limits[None] = min(room, self.settings.batch)
+        return limits
+
+    def _waiting_for(self, key: str) -> int:
+        queue = self._waiting.get(key)
+        return len(queue) if queue else 0
+
+    def _claimed(self, messages: list[Message], limits: dict[str | None, int]) -> None:
         self._claiming = False
-        for m in messages:
-            self._wait(m)
-        if not self.running:
-            return
         now = self.reactor.seconds()
+        if not self.running:  # stopped while the claim was on its way: give them back
+            for m in messages:
+                self._add_outcome(Outcome(m.id, None, (), State.QUEUED, now, now, False))
+            self._flush()
+            return
+        counts: dict[str | None, int] = {}
+        for m in messages:
+            key = m.route if m.route in limits else None
+            counts[key] = counts.get(key, 0) + 1
+            self._wait(m)
         self._hand_out(now)
-        self._more = len(messages) == limit
+        self._more = any(counts.get(key, 0) >= n for key, n in limits.items())
         if self._more or self._look:
             self._schedule_pump()
         elif messages:
@@ -205,7 +253,11 @@ class Dispatcher(Service):
     def _schedule_next(self, due: float | None) -> None:
         now = self.reactor.seconds()
         limit = now + self.settings.poll
-        self._sleep_until(limit if due is None else min(max(due, now), limit))
+        if due is not None and due <= now:
+            # Due, yet not claimed: its gateways have no room. Their health
+            # changing wakes us; look again at the poll interval anyway.
+            due = None
+        self._sleep_until(limit if due is None else min(due, limit))
 
     def _claim_failed(self, failure: Failure) -> None:
         self._claiming = False
@@ -230,8 +282,9 @@ class Dispatcher(Service):
                     self._waiting_count -= 1
                     self.counters["expired"] += 1
                     self._add_outcome(
-                        Outcome(m.id, None, (), State.EXPIRED, now, error="validity period ended")
-                    )
+                        Outcome(m.id, None, (), State.EXPIRED, now, None, False,
+                                "validity period ended")
+                    )  # fmt: skip
                     continue
                 member = self.pool.pick(candidates, now) if candidates else None
                 if member is None:
@@ -242,30 +295,39 @@ class Dispatcher(Service):
             if queue and (
                 not candidates or self.pool.availability(candidates, now) is Availability.DOWN
             ):
-                # Nobody who may carry them is up: back to the queue, no attempt counted.
-                self._release(queue, now, now + self.settings.retry_min,
-                              "no gateway up for this number")  # fmt: skip
+                # Nobody who may carry them is up: back to the queue, no attempt
+                # counted. They are not claimed again until a gateway comes up.
+                self._release(queue, now, now, "no gateway up for this number")
             if not queue:
                 del self._waiting[key]
         if self._waiting:
-            change = self.pool.next_change(now)
-            self._sleep_until(change if change is not None else now + self.settings.poll)
+            waited_for = {g for q in self._waiting.values() for g in q[0].route.gateways}
+            self._sleep_until(self._next_change(now, sorted(waited_for)))
+
+    def _next_change(self, now: float, ids: list[str] | None) -> float:
+        change = self.pool.next_change(now, ids)
+        return change if change is not None else now + self.settings.poll
 
     def _wait(self, message: Message) -> None:
         route = self.router.route(message)
-        key = (route.gateways, route.fallback)
-        queue = self._waiting.get(key)
+        queue = self._waiting.get(route.key)
         if queue is None:
-            queue = self._waiting[key] = deque()
+            queue = self._waiting[route.key] = deque()
         queue.append(_Waiting(message, route))
         self._waiting_count += 1
 
     def _release(self, queue: deque[_Waiting], now: float, due: float, error: str | None) -> None:
-        """Claimed messages that were not sent go back to the queue, no attempt counted."""
+        """Claimed messages that were not sent go back to the queue, no attempt counted.
+
+        They keep the route found for them, so that they are not claimed again
+        until that route can carry them.
+        """
         while queue:
-            m = queue.popleft().message
+            w = queue.popleft()
             self._waiting_count -= 1
-            self._add_outcome(Outcome(m.id, None, (), State.QUEUED, now, due, False, error))
+            self._add_outcome(
+                Outcome(w.message.id, None, (), State.QUEUED, now, due, False, error, w.route.key)
+            )
 
     def _candidates(self, route: Route, now: float) -> tuple[str, ...]:
         """The route's gateways, or its fallbacks while none of those is up."""
@@ -284,18 +346,45 @@ class Dispatcher(Service):
         tried: tuple[str, ...],
         done: tuple[PartResult, ...],
     ) -> None:
-        outgoing = (
-            message if route.number is None else attrs.evolve(message, recipient=route.number)
-        )
+        outgoing = message
+        if route.number is not None and member.id in route.gateways:  # not for fallbacks
+            outgoing = attrs.evolve(message, recipient=route.number)
         member.start(len(message.parts), now)
         self._in_flight += 1
-        d = maybeDeferred(member.gateway.send, outgoing)
+        self._flying.add(message.id)
+        d = self._with_timeout(maybeDeferred(member.gateway.send, outgoing), member)
         d.addErrback(self._send_error, message)
         d.addCallback(self._sent, message, route, member, (*tried, member.id), done)
         d.addErrback(lambda f: log.failure("recording a send result failed", f))
 
+    def _with_timeout(self, d: Deferred[Any], member: Member) -> Deferred[Any]:
+        """The gateway's answer, or a timeout after ``send_timeout``: a driver that
+        never answers must not hold its messages and window slots for ever. A
+        late answer is dropped (the lease went back, so the message may go again)."""
+        if not member.send_timeout:
+            return d
+        result: Deferred[Any] = Deferred()
+
+        def expired() -> None:
+            result.errback(SendTimeout(f"no answer from the gateway in {member.send_timeout:g}s"))
+
+        timer = self.reactor.callLater(member.send_timeout, expired)
+
+        def answered(value: Any) -> None:
+            if timer.active():
+                timer.cancel()
+                result.callback(value)
+            elif isinstance(value, Failure):
+                log.failure("late failure from gateway {id}", value, id=member.id)
+
+        d.addBoth(answered)
+        return result
+
     def _send_error(self, failure: Failure, message: Message) -> list[PartResult]:
-        log.failure("gateway send raised for message {id}", failure, id=message.id)
+        if failure.check(SendTimeout):
+            log.warn("message {id}: {why}", id=message.id, why=failure.getErrorMessage())
+        else:
+            log.failure("gateway send raised for message {id}", failure, id=message.id)
         status = f"gateway error: {failure.getErrorMessage()}"
         return [PartResult(p.seq, False, status=status, temporary=True) for p in message.parts]
 
@@ -309,6 +398,7 @@ class Dispatcher(Service):
         done: tuple[PartResult, ...],
     ) -> None:
         self._in_flight -= 1
+        self._flying.discard(message.id)
         now = self.reactor.seconds()
         if len(results) != len(message.parts):  # a driver bug: never lose a part over it
             by_seq = {r.seq: r for r in results}
@@ -355,9 +445,11 @@ class Dispatcher(Service):
         self._schedule_pump()  # room for the messages that wait
 
     def backoff(self, attempts: int) -> float:
-        """Exponential back-off with 10% jitter, so that retries do not come in waves."""
-        delay = min(self.settings.retry_max, self.settings.retry_min * 2 ** (attempts - 1))
-        return delay * random.uniform(0.9, 1.1)
+        """Exponential back-off with 10% jitter (so that retries do not come in
+        waves), never outside retry_min..retry_max."""
+        low, high = self.settings.retry_min, self.settings.retry_max
+        delay = min(high, low * 2 ** min(attempts - 1, 64)) * random.uniform(0.9, 1.1)
+        return min(high, max(low, delay))
 
     # Recording -------------------------------------------------------------
 
@@ -375,7 +467,7 @@ class Dispatcher(Service):
         if not self._outcomes:
             return
         batch, self._outcomes = self._outcomes, []
-        d = self.store.record(batch)
+        d = self.store.record(batch, self.owner)
         self._recording.add(d)
         d.addBoth(self._recorded, d, batch)
 
@@ -392,7 +484,9 @@ class Dispatcher(Service):
 
     def _maintain(self) -> Deferred[None]:
         now = self.reactor.seconds()
-        d = self.store.expire(now)
+        mine = [w.message.id for q in self._waiting.values() for w in q] + list(self._flying)
+        d = self.store.renew(self.owner, mine, now + self.settings.lease)
+        d.addCallback(lambda _: self.store.expire(now))
         d.addCallback(self._expired)
         d.addCallback(lambda _: self.store.release_leases(self.owner, now, False))
         if self.settings.purge_after and now - self._last_purge > 3600:

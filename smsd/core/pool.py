@@ -72,6 +72,7 @@ class Member:
         max_failures: int = 5,
         down_for: float = 30.0,
         enabled: bool = True,
+        send_timeout: float = 0.0,
     ) -> None:
         self.gateway = gateway
         self.id = gateway.id
@@ -81,6 +82,7 @@ class Member:
         self.max_failures = max_failures
         self.down_for = down_for
         self.enabled = enabled
+        self.send_timeout = send_timeout  # 0: wait as long as the driver takes
         self.in_flight = 0
         self.failures = 0  # temporary errors in a row
         self.down_until = 0.0
@@ -171,28 +173,33 @@ class Pool:
         best.current -= total
         return best
 
-    def capacity(self, now: float, horizon: float) -> int:
-        """How many messages the usable members could start within ``horizon`` seconds."""
+    def capacity(self, now: float, horizon: float, ids: Sequence[str] | None = None) -> int:
+        """How many messages the usable members (of ``ids``) could start within ``horizon``."""
         room = 0
-        for m in self.members.values():
+        for m in self.members.values() if ids is None else self._get(ids):
             if not m.usable(now):
                 continue
             free = max(0, m.window - m.in_flight)
-            if m.bucket is not None:
+            if m.bucket is not None and free:
                 free = max(1, min(free, int(m.bucket.rate * horizon)))
             room += free
         return room
 
-    def next_change(self, now: float) -> float | None:
-        """When a throttled or paused member will next be able to send."""
+    def next_change(self, now: float, ids: Sequence[str] | None = None) -> float | None:
+        """When a throttled or paused member (of ``ids``) will next be able to send.
+
+        Only times still to come: a member that can send now is no change.
+        """
         times = []
-        for m in self.members.values():
+        for m in self.members.values() if ids is None else self._get(ids):
             if not m.enabled or m.gateway.health != Health.UP:
                 continue
             if now < m.down_until:
                 times.append(m.down_until)
             elif m.bucket is not None and m.in_flight < m.window:
-                times.append(now + m.bucket.wait(now))
+                wait = m.bucket.wait(now)
+                if wait > 0:
+                    times.append(now + wait)
         return min(times) if times else None
 
     def _get(self, ids: Sequence[str]) -> list[Member]:

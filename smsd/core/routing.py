@@ -3,12 +3,20 @@
 A message pinned to a gateway (the client named one) goes there only. A
 rule matches on number (regular expression and/or prefixes) and user; it
 names the gateways that share the traffic, fallbacks used only while none of
-those is up, and an optional rewrite of the number for those gateways.
+those is up, and an optional rewrite of the number for its gateways (not for
+the fallbacks, which are often of another kind: a modem wants E.164).
 Without a matching rule every gateway is a candidate.
+
+Each route has a key, stored with the message at submit, so that the
+dispatcher can claim only messages whose route has room now: a hung or
+throttled gateway never holds up the others' traffic. A rule's key is a
+digest of what the rule says, so an edited rule gets a new key and the
+messages keyed to the old one are routed afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -17,12 +25,15 @@ import attrs
 from smsd.config import RouteSection
 from smsd.model import Message
 
+DEFAULT = "default"
+
 
 @attrs.frozen
 class Route:
     gateways: tuple[str, ...]
     fallback: tuple[str, ...] = ()
-    number: str | None = None  # rewritten number; None: unchanged
+    number: str | None = None  # rewritten number for the gateways; None: unchanged
+    key: str = DEFAULT
 
 
 @attrs.frozen
@@ -34,19 +45,33 @@ class Rule:
     users: frozenset[str] = frozenset()
     rewrite: tuple[re.Pattern[str], str] | None = None
 
-    def matches(self, message: Message) -> bool:
-        number = message.recipient
+    @property
+    def key(self) -> str:
+        what = repr(
+            (
+                self.gateways,
+                self.fallback,
+                self.pattern.pattern if self.pattern else None,
+                self.prefixes,
+                sorted(self.users),
+                (self.rewrite[0].pattern, self.rewrite[1]) if self.rewrite else None,
+            )
+        )
+        return "rule:" + hashlib.sha256(what.encode()).hexdigest()[:12]
+
+    def matches(self, number: str, user: str | None) -> bool:
         if self.prefixes and not number.startswith(self.prefixes):
             return False
         if self.pattern is not None and not self.pattern.search(number):
             return False
-        return not self.users or message.user in self.users
+        return not self.users or user in self.users
 
 
 class Router:
     def __init__(self, rules: Sequence[Rule], gateway_ids: Sequence[str]) -> None:
-        self._rules = tuple(rules)
-        self._default = Route(tuple(gateway_ids))
+        self._rules = tuple((rule, rule.key) for rule in rules)
+        self._gateway_ids = tuple(gateway_ids)
+        self._default = Route(self._gateway_ids)
 
     @classmethod
     def from_config(cls, routes: Sequence[RouteSection], gateway_ids: Sequence[str]) -> Router:
@@ -63,14 +88,31 @@ class Router:
         ]
         return cls(rules, gateway_ids)
 
+    def key_for(self, number: str, user: str | None, pinned: str | None) -> str:
+        """The key of the route a new message will take."""
+        if pinned is not None:
+            return f"gateway:{pinned}"
+        for rule, key in self._rules:
+            if rule.matches(number, user):
+                return key
+        return DEFAULT
+
+    def routes(self) -> dict[str, Route]:
+        """Every route there is, by key (numbers are not rewritten here)."""
+        routes = {key: Route(rule.gateways, rule.fallback, key=key) for rule, key in self._rules}
+        routes[DEFAULT] = self._default
+        for gateway in self._gateway_ids:
+            routes[f"gateway:{gateway}"] = Route((gateway,), key=f"gateway:{gateway}")
+        return routes
+
     def route(self, message: Message) -> Route:
         if message.gateway is not None:
-            return Route((message.gateway,))
-        for rule in self._rules:
-            if rule.matches(message):
+            return Route((message.gateway,), key=f"gateway:{message.gateway}")
+        for rule, key in self._rules:
+            if rule.matches(message.recipient, message.user):
                 number = None
                 if rule.rewrite is not None:
                     pattern, replace = rule.rewrite
                     number = pattern.sub(replace, message.recipient)
-                return Route(rule.gateways, rule.fallback, number)
+                return Route(rule.gateways, rule.fallback, number, key)
         return self._default

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smsd import numbers, text
+from smsd.core.routing import Router
 from smsd.core.users import account_problem
 from smsd.model import OutPart, SenderPolicy, Submission, User
 from smsd.store import Added, Charge, NewMessage, QuotaExceeded
@@ -68,8 +69,10 @@ class Submitter:
         settings: SubmitSettings,
         reactor: Any,
         committed: Callable[[], None] = lambda: None,
+        router: Router | None = None,
     ) -> None:
         self.store = store
+        self.router = router  # gives each message its route key
         self.settings = settings
         self.reactor = reactor
         self.committed = committed  # wakes the dispatcher
@@ -166,6 +169,9 @@ class Submitter:
                     channel=sub.channel,
                     client_ref=sub.client_ref,
                     pin_gateway=sub.gateway,
+                    route=self.router.key_for(number, user.name if user else None, sub.gateway)
+                    if self.router is not None
+                    else None,
                     callback_url=sub.callback_url,
                     reply_to=sub.reply_to,
                     truncated=plan.truncated,

@@ -56,6 +56,7 @@ class NewMessage:
     channel: str = "api"
     client_ref: str | None = None
     pin_gateway: str | None = None
+    route: str | None = None  # Router.key_for: lets claims skip routes with no room
     callback_url: str | None = None
     reply_to: str | None = None
     truncated: bool = False
@@ -91,6 +92,7 @@ class Outcome:
     due_at: float | None = None  # for QUEUED: when to try again
     count_attempt: bool = True  # False when released unsent (no gateway free)
     error: str | None = None
+    route: str | None = None  # the route key found at dispatch, kept for later claims
 
 
 @attrs.frozen

@@ -108,6 +108,11 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: a user's own choice between transliteration and UCS-2 (NULL: the site's)
     ["ALTER TABLE users ADD COLUMN transliterate INTEGER"],
+    # 3: the route a message takes, so that a claim takes only what can go now
+    [
+        "ALTER TABLE messages ADD COLUMN route TEXT",
+        "CREATE INDEX messages_route_due ON messages (state, route, due_at)",
+    ],
 ]
 
 VERSION = len(MIGRATIONS)

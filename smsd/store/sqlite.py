@@ -123,11 +123,27 @@ class SQLiteStore:
         """Several submissions in one operation; a refused one gets its error in place."""
         return self._writer.run(_add_batch, batch)
 
-    def claim(self, owner: str, now: float, lease: float, limit: int) -> Deferred[list[Message]]:
-        return self._writer.run(_claim, owner, now, lease, limit)
+    def claim(
+        self,
+        owner: str,
+        now: float,
+        lease: float,
+        limit: int,
+        routes: dict[str | None, int] | None = None,
+    ) -> Deferred[list[Message]]:
+        return self._writer.run(_claim, owner, now, lease, limit, routes)
 
-    def record(self, outcomes: list[Outcome]) -> Deferred[list[Change]]:
-        return self._writer.run(_record, outcomes)
+    def renew(self, owner: str, ids: list[int], until: float) -> Deferred[int]:
+        """Extend this owner's leases on messages it is still working on."""
+        return self._writer.run(_renew, owner, ids, until)
+
+    def reroute(self, routes: list[str]) -> Deferred[int]:
+        """Queued messages whose route the configuration no longer has become unrouted."""
+        return self._writer.run(_reroute, routes)
+
+    def record(self, outcomes: list[Outcome], owner: str | None = None) -> Deferred[list[Change]]:
+        """With ``owner``, results for messages that are no longer this owner's are dropped."""
+        return self._writer.run(_record, outcomes, owner)
 
     def apply_reports(self, reports: list[Report]) -> Deferred[list[Change]]:
         return self._writer.run(_apply_reports, reports)
@@ -253,7 +269,7 @@ def _add_batch(
                 (message_id, m.created_at, m.created_at, m.user, m.channel, m.client_ref,
                  m.recipient, m.sender, m.text, m.encoding, m.dcs, m.pid, len(m.parts),
                  int(m.truncated), m.pin_gateway, m.due_at, m.expires_at, m.callback_url,
-                 m.reply_to, m.origin)
+                 m.reply_to, m.origin, m.route)
             )  # fmt: skip
             part_rows.extend((message_id, p.seq, p.udh, p.text, p.data) for p in m.parts)
             added[i] = Added(message_id, len(m.parts))
@@ -265,8 +281,8 @@ def _add_batch(
     conn.executemany(
         "INSERT INTO messages (id, created_at, updated_at, user, channel, client_ref, recipient,"
         " sender, text, encoding, dcs, pid, total, truncated, state, pin_gateway, due_at,"
-        " expires_at, callback_url, reply_to, origin)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        " expires_at, callback_url, reply_to, origin, route)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
         message_rows,
     )
     conn.executemany(
@@ -297,18 +313,44 @@ def _in_chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
 
 
 def _claim(
-    conn: sqlite3.Connection, owner: str, now: float, lease: float, limit: int
+    conn: sqlite3.Connection,
+    owner: str,
+    now: float,
+    lease: float,
+    limit: int,
+    routes: dict[str | None, int] | None,
 ) -> list[Message]:
-    rows = conn.execute(
-        "UPDATE messages SET state = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?"
-        " WHERE id IN (SELECT id FROM messages WHERE state = 'queued' AND due_at <= ?"
-        " ORDER BY due_at LIMIT ?)"
-        " RETURNING id, recipient, sender, encoding, dcs, pid, total, user, pin_gateway,"
-        " attempts, expires_at, created_at, due_at",
-        (owner, now + lease, now, now, limit),
-    ).fetchall()
-    if not rows:
+    """Lease up to ``limit`` due messages, oldest first; with ``routes`` only from
+    those routes, at most so many from each (None: messages without a route)."""
+    if routes is None:
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM messages WHERE state = 'queued' AND due_at <= ?"
+                " ORDER BY due_at LIMIT ?",
+                (now, limit),
+            )
+        ]
+    else:
+        due: list[tuple[float, int]] = []
+        for route, most in routes.items():
+            if most > 0:
+                due += conn.execute(
+                    "SELECT due_at, id FROM messages WHERE state = 'queued' AND route IS ?"
+                    " AND due_at <= ? ORDER BY due_at LIMIT ?",
+                    (route, now, min(most, limit)),
+                ).fetchall()
+        ids = [i for _, i in sorted(due)[:limit]]
+    if not ids:
         return []
+    rows = _select_in(
+        conn,
+        "UPDATE messages SET state = 'sending', lease_owner = ?, lease_until = ?, updated_at = ?"
+        " RETURNING id, recipient, sender, encoding, dcs, pid, total, user, pin_gateway,"
+        " attempts, expires_at, created_at, due_at, route",
+        ids,
+        (owner, now + lease, now),
+    )
     rows.sort(key=lambda r: (r[12], r[0]))  # RETURNING gives rowid order, not due order
     parts: dict[int, list[OutPart]] = {row[0]: [] for row in rows}
     for chunk in _in_chunks(list(parts)):
@@ -333,17 +375,55 @@ def _claim(
             attempts=r[9],
             expires_at=r[10],
             created_at=r[11],
+            route=r[13],
             parts=tuple(parts[r[0]]),
         )
         for r in rows
     ]
 
 
-def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
+def _renew(conn: sqlite3.Connection, owner: str, ids: list[int], until: float) -> int:
+    renewed = 0
+    for chunk in _in_chunks(ids):
+        renewed += conn.execute(
+            "UPDATE messages SET lease_until = ? WHERE state = 'sending' AND lease_owner = ?"
+            f" AND id IN ({','.join('?' * len(chunk))})",
+            (until, owner, *chunk),
+        ).rowcount
+    return renewed
+
+
+def _reroute(conn: sqlite3.Connection, routes: list[str]) -> int:
+    marks = ",".join("?" * len(routes))
+    return conn.execute(
+        "UPDATE messages SET route = NULL WHERE state = 'queued' AND route IS NOT NULL"
+        f" AND route NOT IN ({marks})",
+        routes,
+    ).rowcount
+
+
+def _record(
+    conn: sqlite3.Connection, outcomes: list[Outcome], owner: str | None = None
+) -> list[Change]:
     """Write what gateways said; apply reports that arrived before the send result.
 
-    Set-wise: one statement per kind of change for the whole batch.
+    Set-wise: one statement per kind of change for the whole batch. With an
+    owner, a result for a message whose lease went to someone else (a slow
+    send outlived the lease) is not written over theirs.
     """
+    ids = [o.message_id for o in outcomes]
+    before = {
+        r[0]: r
+        for r in _select_in(conn, f"SELECT {_CHANGE_COLUMNS}, lease_owner FROM messages", ids)
+    }
+    if owner is not None:
+        outcomes = [
+            o
+            for o in outcomes
+            if (row := before.get(o.message_id)) is not None
+            and row[1] == State.SENDING.value
+            and row[8] == owner
+        ]
     sent, failed, ended, moves = [], [], [], []
     for o in outcomes:
         status = None
@@ -356,12 +436,12 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
             status = r.status or status
         if o.state in (State.EXPIRED, State.FAILED):  # parts never sent end with the message
             ended.append((o.state.value, o.at, o.message_id))
+        # A message sent (or failed) now shows the words of this attempt, not an earlier one's.
+        fresh = o.state in (State.SENT, State.FAILED) and bool(o.results)
         moves.append(
-            (o.state.value, o.gateway, int(o.count_attempt), o.due_at, status, o.error, o.at,
-             o.message_id)
+            (o.state.value, o.gateway, int(o.count_attempt), o.due_at, status, int(fresh), o.error,
+             o.at, o.route, o.message_id)
         )  # fmt: skip
-    ids = [o.message_id for o in outcomes]
-    before = {r[0]: r for r in _select_in(conn, f"SELECT {_CHANGE_COLUMNS} FROM messages", ids)}
     conn.executemany(
         "UPDATE parts SET state = 'sent', gateway = ?, provider_id = ?, status = ?, sent_at = ?"
         " WHERE message_id = ? AND seq = ?",
@@ -378,8 +458,8 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
     conn.executemany(
         "UPDATE messages SET state = ?, gateway = coalesce(?, gateway),"
         " attempts = attempts + ?, due_at = coalesce(?, due_at), lease_owner = NULL,"
-        " lease_until = NULL, status = coalesce(?, status), error = ?, updated_at = ?"
-        " WHERE id = ? AND state = 'sending'",
+        " lease_until = NULL, status = CASE WHEN ?5 IS NOT NULL OR ?6 THEN ?5 ELSE status END,"
+        " error = ?, updated_at = ?, route = coalesce(?, route) WHERE id = ? AND state = 'sending'",
         moves,
     )
     changes = []
@@ -388,7 +468,7 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
         if row is None or row[1] != State.SENDING.value or o.state == State.QUEUED:
             continue  # not ours any more (a report ended it), or back in the queue
         user, channel, client_ref, callback, recipient = row[3:8]
-        status = move[4] or row[2]
+        status = move[4] if move[4] is not None or move[5] else row[2]
         changes.append(
             Change(o.message_id, o.state, status, user, channel, client_ref, callback, recipient)
         )
@@ -407,11 +487,19 @@ def _record(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Change]:
     return changes
 
 
-def _select_in(conn: sqlite3.Connection, select: str, ids: list[int]) -> list[tuple[Any, ...]]:
-    """``select ... WHERE id IN (ids)``, in chunks that stay under SQLite's variable limit."""
+def _select_in(
+    conn: sqlite3.Connection, statement: str, ids: list[int], args: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """``statement ... WHERE id IN (ids)``, in chunks under SQLite's variable limit."""
     rows: list[tuple[Any, ...]] = []
     for chunk in _in_chunks(ids):
-        rows.extend(conn.execute(f"{select} WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        marks = ",".join("?" * len(chunk))
+        if " RETURNING " in statement:
+            head, _, tail = statement.partition(" RETURNING ")
+            sql = f"{head} WHERE id IN ({marks}) RETURNING {tail}"
+        else:
+            sql = f"{statement} WHERE id IN ({marks})"
+        rows.extend(conn.execute(sql, (*args, *chunk)))
     return rows
 
 

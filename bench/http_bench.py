@@ -43,6 +43,7 @@ window = %(window)d
 latency = "%(latency)s"
 report_delay = "%(report_delay)s"
 log = "loopback.jsonl"
+send_timeout = "%(send_timeout)s"
 """
 
 
@@ -86,6 +87,7 @@ def main() -> int:
     p.add_argument("--window", type=int, default=100, help="loopback messages in flight")
     p.add_argument("--latency", default="5ms", help="loopback submit latency")
     p.add_argument("--report-delay", default="50ms")
+    p.add_argument("--send-timeout", default="60s")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for delivery")
     p.add_argument("--record", action="store_true", help="append to bench/results.jsonl")
     p.add_argument("--note", default="")
@@ -98,6 +100,7 @@ def main() -> int:
         "window": args.window,
         "latency": args.latency,
         "report_delay": args.report_delay,
+        "send_timeout": args.send_timeout,
     }
     smsd = SmsdProcess(config, tempfile.mkdtemp(prefix="smsd-bench-"))
     try:

@@ -75,6 +75,10 @@ class Dispatcher(Service):
         self._waiting: dict[str, deque[_Waiting]] = {}  # by route key
         self._waiting_count = 0
         self._flying: set[int] = set()  # ids of messages a gateway is sending
+        self._open_sends: dict[str, dict[int, tuple[float, Deferred[Any]]]] = {}
+        self._token = 0
+        self._sweeper = LoopingCall(self._sweep_timeouts)
+        self._sweeper.clock = reactor
         self._claiming = False
         self._look = False  # something may have become due: claim at the next pump
         self._more = False  # the last claim was full: there may be more due
@@ -101,6 +105,11 @@ class Dispatcher(Service):
         self._maintenance.clock = self.reactor
         # Often enough to renew leases well before they run out.
         self._maintenance.start(min(30.0, self.settings.lease / 3), now=False)
+        if any(m.send_timeout for m in self.pool.members.values()):
+            self._sweeper.start(
+                min(1.0, *(m.send_timeout for m in self.pool.members.values() if m.send_timeout)),
+                now=False,
+            )
 
     def _released(self, count: int) -> None:
         if count:
@@ -115,6 +124,8 @@ class Dispatcher(Service):
         self._pump_call = self._timer = None
         if self._maintenance is not None and self._maintenance.running:
             self._maintenance.stop()
+        if self._sweeper.running:
+            self._sweeper.stop()
         now = self.reactor.seconds()
         for queue in self._waiting.values():  # claimed but not handed to a gateway
             self._release(queue, now, now, None)
@@ -214,10 +225,11 @@ class Dispatcher(Service):
         # What waits for a busy route takes no room from the others, but the
         # waiting as a whole stays bounded.
         blocked = sum(
-            len(q) for q in self._waiting.values()
+            len(q)
+            for q in self._waiting.values()
             if self.pool.availability(self._candidates(q[0].route, now), now)
             is not Availability.READY
-        )  # fmt: skip
+        )
         room = self.pool.capacity(now, horizon) - (self._waiting_count - blocked)
         room = min(room, 2 * self.settings.batch - self._waiting_count)
         if room > 0:
@@ -282,9 +294,10 @@ class Dispatcher(Service):
                     self._waiting_count -= 1
                     self.counters["expired"] += 1
                     self._add_outcome(
-                        Outcome(m.id, None, (), State.EXPIRED, now, None, False,
-                                "validity period ended")
-                    )  # fmt: skip
+                        Outcome(
+                            m.id, None, (), State.EXPIRED, now, None, False, "validity period ended"
+                        )
+                    )
                     continue
                 member = self.pool.pick(candidates, now) if candidates else None
                 if member is None:
@@ -360,25 +373,40 @@ class Dispatcher(Service):
     def _with_timeout(self, d: Deferred[Any], member: Member) -> Deferred[Any]:
         """The gateway's answer, or a timeout after ``send_timeout``: a driver that
         never answers must not hold its messages and window slots for ever. A
-        late answer is dropped (the lease went back, so the message may go again)."""
+        late answer is dropped (the message was dealt with as a temporary error).
+
+        No timer per send (thousands of cancelled timers make the reactor's
+        heap churn): open sends are kept per gateway in the order they started,
+        which is also the order of their deadlines, and a sweep every second
+        times out the oldest ones.
+        """
         if not member.send_timeout:
             return d
         result: Deferred[Any] = Deferred()
-
-        def expired() -> None:
-            result.errback(SendTimeout(f"no answer from the gateway in {member.send_timeout:g}s"))
-
-        timer = self.reactor.callLater(member.send_timeout, expired)
+        self._token += 1
+        token = self._token
+        pending = self._open_sends.setdefault(member.id, {})
+        pending[token] = (self.reactor.seconds() + member.send_timeout, result)
 
         def answered(value: Any) -> None:
-            if timer.active():
-                timer.cancel()
+            if pending.pop(token, None) is not None:
                 result.callback(value)
             elif isinstance(value, Failure):
                 log.failure("late failure from gateway {id}", value, id=member.id)
 
         d.addBoth(answered)
         return result
+
+    def _sweep_timeouts(self) -> None:
+        now = self.reactor.seconds()
+        for gateway, pending in self._open_sends.items():
+            while pending:
+                token, (deadline, result) = next(iter(pending.items()))
+                if deadline > now:
+                    break
+                del pending[token]
+                timeout = self.pool.members[gateway].send_timeout
+                result.errback(SendTimeout(f"no answer from the gateway in {timeout:g}s"))
 
     def _send_error(self, failure: Failure, message: Message) -> list[PartResult]:
         if failure.check(SendTimeout):

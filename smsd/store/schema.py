@@ -108,10 +108,15 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: a user's own choice between transliteration and UCS-2 (NULL: the site's)
     ["ALTER TABLE users ADD COLUMN transliterate INTEGER"],
-    # 3: the route a message takes, so that a claim takes only what can go now
+    # 3: the route a message takes, so that a claim takes only what can go now;
+    # partial indexes, so that only waiting and leased messages are indexed by
+    # state (a message's later life, sent -> delivered, then touches no index)
     [
         "ALTER TABLE messages ADD COLUMN route TEXT",
-        "CREATE INDEX messages_route_due ON messages (state, route, due_at)",
+        "DROP INDEX messages_state_due",
+        "CREATE INDEX messages_queued_due ON messages (due_at) WHERE state = 'queued'",
+        "CREATE INDEX messages_queued_route ON messages (route, due_at) WHERE state = 'queued'",
+        "CREATE INDEX messages_sending ON messages (lease_until) WHERE state = 'sending'",
     ],
 ]
 

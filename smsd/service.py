@@ -161,20 +161,7 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
     for g in config.gateways:
         gateway = gateway_module(g.common.type).make(g.common, g.options, events, context)
         root.gateways.append(gateway)
-        c = g.common
-        members.append(
-            Member(
-                gateway,
-                now=now,
-                window=c.window,
-                throughput=c.throughput,
-                weight=c.weight,
-                max_failures=c.max_failures,
-                down_for=c.down_for,
-                enabled=c.enabled,
-                send_timeout=c.send_timeout,
-            )
-        )
+        members.append(Member.from_settings(gateway, g.common, now))
     pool = Pool(members)
     ids = config.gateway_ids()
     router = Router.from_config(config.routes, ids)

@@ -15,6 +15,14 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+LOOPBACK = """
+[http]
+listen = ["tcp:{port}:interface=127.0.0.1"]
+[[gateway]]
+id = "loopback"
+type = "loopback"
+"""  # a daemon on a free port with the loopback gateway
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -19,17 +19,9 @@ from twisted.trial import unittest
 
 from smsd.core.users import verify_password
 from smsd.store import Store, open_store
-from tests.process import SmsdProcess
+from tests.process import LOOPBACK, SmsdProcess
 
 ADMIN = os.path.join(os.path.dirname(sys.executable), "smsd-admin")
-
-LOOPBACK = """
-[http]
-listen = ["tcp:{port}:interface=127.0.0.1"]
-[[gateway]]
-id = "loopback"
-type = "loopback"
-"""
 
 
 class AdminCase(unittest.TestCase):

@@ -4,15 +4,7 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from tests.process import SmsdProcess, curl
-
-LOOPBACK = """
-[http]
-listen = ["tcp:{port}:interface=127.0.0.1"]
-[[gateway]]
-id = "loopback"
-type = "loopback"
-"""
+from tests.process import LOOPBACK, SmsdProcess, curl
 
 
 class EmbeddedDefaultTests(unittest.TestCase):

@@ -33,6 +33,7 @@ from smsd.store import (
 )
 from smsd.store.schema import MIGRATIONS, VERSION, SchemaTooNew, migrate
 from smsd.store.sqlite import SQLiteStore
+from tests.fakes import out_parts
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
@@ -40,16 +41,6 @@ PERIOD = "2027-01"
 ALICE = "+15551230001"
 BOB = "+15551230002"
 CAROL = "+15551230003"
-
-
-def out_parts(count: int, text: str = "hello") -> tuple[OutPart, ...]:
-    """``count`` text parts; several get a concatenation UDH (reference 0x2a)."""
-    if count == 1:
-        return (OutPart(1, b"", text, None),)
-    return tuple(
-        OutPart(seq, bytes([5, 0, 3, 0x2A, count, seq]), f"{text} {seq}", None)
-        for seq in range(1, count + 1)
-    )
 
 
 def new_message(

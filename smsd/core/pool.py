@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from smsd.config import GatewaySection
 from smsd.gateways.base import Gateway, Health
 
 log = Logger()
@@ -89,6 +90,21 @@ class Member:
         self.current = 0  # smooth weighted round-robin state
         self.sent = 0
         self.errors = 0
+
+    @classmethod
+    def from_settings(cls, gateway: Gateway, common: GatewaySection, now: float) -> Member:
+        """A member as its [[gateway]] table describes it."""
+        return cls(
+            gateway,
+            now=now,
+            window=common.window,
+            throughput=common.throughput,
+            weight=common.weight,
+            max_failures=common.max_failures,
+            down_for=common.down_for,
+            enabled=common.enabled,
+            send_timeout=common.send_timeout,
+        )
 
     def usable(self, now: float) -> bool:
         return self.enabled and self.gateway.health == Health.UP and now >= self.down_until

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -23,6 +24,13 @@ from smsd.channels.http_api import iso
 from smsd.store import Change
 
 log = Logger()
+
+
+def _shown(url: str) -> str:
+    """The URL as it may be logged: no user:password@, no query (tokens live there)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 class Callbacks:
@@ -78,7 +86,7 @@ class Callbacks:
             self.given_up += 1
             log.warn(
                 "status callback to {url} given up after {n} tries: {why}",
-                url=url,
+                url=_shown(url),
                 n=attempt,
                 why=failure.getErrorMessage(),
             )

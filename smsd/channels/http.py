@@ -277,7 +277,8 @@ class AsyncResource(resource.Resource):
         if failure.check(HttpError):
             e = failure.value
             return self.error(e.code, e.reason, e.extra)
-        log.failure("HTTP request {uri} failed", failure, uri=request.uri)
+        # The path only: a query string may carry a password (pass=...).
+        log.failure("HTTP request {path} failed", failure, path=request.path)
         return self.error(500, "internal error (logged)")
 
     def error(

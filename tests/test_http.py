@@ -508,6 +508,19 @@ class AuthTests(HttpCase):
         )
         self.assertEqual(code, 404, answer)
 
+    def test_no_password_reaches_the_log(self) -> None:
+        for url in (
+            "/sms/?number=%2B15551234567&data=x&user=dave&pass=pw-dave",
+            "/sms/?number=bad&data=x&user=dave&pass=pw-dave",
+            "/sms/?number=%2B15551234567&data=x&user=alice&pass=guessed-wrong",
+            "/api/v1/messages/1?pass=s3cret",
+        ):
+            self.outside(self.url(url))
+        self.outside("-u", "dave:pw-dave", self.url("/sms/?number=%2B15551234567&data=x"))
+        log = Path(self.smsd.log_path).read_text(errors="replace")
+        for secret in ("s3cret", "guessed-wrong", "pw-dave", "pw-erin", "pw-bob"):
+            self.assertNotIn(secret, log)
+
     def test_inject_only_from_trusted_networks(self) -> None:
         code, body = self.outside(
             "-u",

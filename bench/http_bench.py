@@ -75,8 +75,14 @@ def summarise(path: str) -> dict:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 2)
 
     seconds = (max(ends) - min(starts)) / 1e6
-    return {"requests": len(latencies), "seconds": seconds, "errors": errors,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": round(latencies[-1], 2)}
+    return {
+        "requests": len(latencies),
+        "seconds": seconds,
+        "errors": errors,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1], 2),
+    }
 
 
 def main() -> int:
@@ -114,9 +120,26 @@ def main() -> int:
         cpu_before = cpu_seconds(smsd.proc.pid)
         started = time.monotonic()
         subprocess.run(
-            [h2load, "--h1", "-n", str(args.requests), "-c", str(args.connections),
-             "-t", str(args.threads), "-m", "1", "-i", uris, "--log-file", requests_log],
-            capture_output=True, text=True, timeout=900, check=True,
+            [
+                h2load,
+                "--h1",
+                "-n",
+                str(args.requests),
+                "-c",
+                str(args.connections),
+                "-t",
+                str(args.threads),
+                "-m",
+                "1",
+                "-i",
+                uris,
+                "--log-file",
+                requests_log,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=True,
         )
         accept_seconds = time.monotonic() - started
         load = summarise(requests_log)
@@ -151,8 +174,11 @@ def main() -> int:
             "smsd_cpu_us_per_msg": round(cpu / accepted * 1e6),
             "accept_seconds": round(accept_seconds, 2),
             "delivered_seconds": round(delivered_seconds, 2),
-            "loopback": {"window": args.window, "latency": args.latency,
-                         "report_delay": args.report_delay},
+            "loopback": {
+                "window": args.window,
+                "latency": args.latency,
+                "report_delay": args.report_delay,
+            },
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "note": args.note,

@@ -167,6 +167,9 @@ class HttpSection:
     max_recipients: int = setting(100, "most numbers in one request", _between(1, 100_000))
     max_body: int = setting(1_048_576, "largest request body in bytes", _between(1024, 1 << 30))
     realm: str = setting("smsd", "HTTP Basic realm")
+    idle_timeout: Duration = setting(
+        Duration(300), "close keep-alive connections silent for this long", _between(1, 86400)
+    )
     callback_timeout: Duration = setting(Duration(10), "timeout of one status callback POST")
     callback_attempts: int = setting(
         5, "tries of a status callback before giving up", _between(1, 100)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -260,6 +261,21 @@ class SizeLimitTests(HttpCase):
         code, body = self.sms(*form(number="+15551234567", data="x" * 5000))
         self.assertEqual(code, 413, body)
         self.assertIn("request body over 2048 bytes", body)
+
+
+class IdleConnectionTests(HttpCase):
+    config = CONFIG.replace("maxmsgs = 4", 'maxmsgs = 4\nidle_timeout = "1s"')
+
+    def test_silent_connection_is_closed(self) -> None:
+        with socket.create_connection(("127.0.0.1", self.smsd.port), timeout=10) as s:
+            s.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = s.recv(65536)
+            self.assertTrue(first.startswith(b"HTTP/1.1 200"), first)
+            deadline = time.monotonic() + 8
+            closed = False
+            while time.monotonic() < deadline and not closed:
+                closed = s.recv(65536) == b""
+            self.assertTrue(closed, "an idle keep-alive connection stays open")
 
 
 class JsonApiTests(HttpCase):

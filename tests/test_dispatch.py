@@ -260,6 +260,19 @@ class RetryTests(DispatchTestCase):
         self.assertEqual((m["attempts"], len(a.sent)), (3, 3))
         self.assertEqual([p["state"] for p in m["parts"]], ["failed", "failed"])
 
+    async def test_send_with_no_answer_times_out_and_fails_over(self) -> None:
+        """A hung driver: after send_timeout the message goes through the other gateway."""
+        node = self.node()
+        node.gateway("A", default=hang(), send_timeout=0.3, weight=1000)
+        b = node.gateway("B")
+        node.start()
+        (mid,) = await add(self.store, new_message())
+        node.dispatcher.wake()
+        m = await wait_state(self.store, mid, State.SENT, timeout=5)
+        self.assertEqual((m["gateway"], m["attempts"]), ("B", 1))
+        self.assertEqual(b.received(), [mid])
+        self.assertEqual(node.member("A").in_flight, 0)  # its window slot is free again
+
     async def test_send_that_raises_is_a_temporary_error(self) -> None:
         """A driver that raises: logged, the message retried and sent, not lost."""
         node = self.node()

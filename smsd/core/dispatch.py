@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -46,6 +46,18 @@ class SendTimeout(Exception):
 class _Waiting:
     message: Message
     route: Route
+
+
+@attrs.define(slots=True)
+class _Send:
+    """A message handed to a gateway, until it answers or times out."""
+
+    message: Message
+    route: Route
+    member: Member
+    tried: tuple[str, ...]  # gateways tried in this attempt, this one last
+    done: tuple[PartResult, ...]  # parts another gateway took before a fail-over
+    deadline: float | None
 
 
 class Dispatcher(Service):
@@ -75,7 +87,7 @@ class Dispatcher(Service):
         self._waiting: dict[str, deque[_Waiting]] = {}  # by route key
         self._waiting_count = 0
         self._flying: set[int] = set()  # ids of messages a gateway is sending
-        self._open_sends: dict[str, dict[int, tuple[float, Deferred[Any]]]] = {}
+        self._open_sends: dict[str, dict[int, _Send]] = {}  # by gateway, oldest first
         self._token = 0
         self._sweeper = LoopingCall(self._sweep_timeouts)
         self._sweeper.clock = reactor
@@ -365,66 +377,68 @@ class Dispatcher(Service):
         member.start(len(message.parts), now)
         self._in_flight += 1
         self._flying.add(message.id)
-        d = self._with_timeout(maybeDeferred(member.gateway.send, outgoing), member)
-        d.addErrback(self._send_error, message)
-        d.addCallback(self._sent, message, route, member, (*tried, member.id), done)
-        d.addErrback(lambda f: log.failure("recording a send result failed", f))
-
-    def _with_timeout(self, d: Deferred[Any], member: Member) -> Deferred[Any]:
-        """The gateway's answer, or a timeout after ``send_timeout``: a driver that
-        never answers must not hold its messages and window slots for ever. A
-        late answer is dropped (the message was dealt with as a temporary error).
-
-        No timer per send (thousands of cancelled timers make the reactor's
-        heap churn): open sends are kept per gateway in the order they started,
-        which is also the order of their deadlines, and a sweep every second
-        times out the oldest ones.
-        """
-        if not member.send_timeout:
-            return d
-        result: Deferred[Any] = Deferred()
         self._token += 1
         token = self._token
-        pending = self._open_sends.setdefault(member.id, {})
-        pending[token] = (self.reactor.seconds() + member.send_timeout, result)
+        # Open sends are kept per gateway in the order they started, which is
+        # also the order of their deadlines: the timeout sweep looks only at
+        # the oldest. (A timer per send would make the reactor's heap churn.)
+        deadline = now + member.send_timeout if member.send_timeout else None
+        send = _Send(message, route, member, (*tried, member.id), done, deadline)
+        self._open_sends.setdefault(member.id, {})[token] = send
+        try:
+            d = member.gateway.send(outgoing)
+        except Exception:
+            d = fail(Failure())
+        d.addCallbacks(
+            self._answered, self._failed, callbackArgs=(token, send), errbackArgs=(token, send)
+        )
 
-        def answered(value: Any) -> None:
-            if pending.pop(token, None) is not None:
-                result.callback(value)
-            elif isinstance(value, Failure):
-                log.failure("late failure from gateway {id}", value, id=member.id)
+    def _answered(self, results: list[PartResult], token: int, send: _Send) -> None:
+        if self._open_sends[send.member.id].pop(token, None) is not None:
+            self._finish(results, send)
+        # else: timed out already, and dealt with as a temporary error
 
-        d.addBoth(answered)
-        return result
+    def _failed(self, failure: Failure, token: int, send: _Send) -> None:
+        if self._open_sends[send.member.id].pop(token, None) is not None:
+            self._finish(self._send_error(failure, send.message), send)
+        else:
+            log.failure("late failure from gateway {id}", failure, id=send.member.id)
+
+    def _finish(self, results: list[PartResult], send: _Send) -> None:
+        try:
+            self._sent(results, send)
+        except Exception:
+            log.failure("recording a send result failed")
 
     def _sweep_timeouts(self) -> None:
+        """Time out the sends a gateway has not answered within its send_timeout:
+        a driver that never answers must not hold its messages and window
+        slots for ever. A late answer is then dropped."""
         now = self.reactor.seconds()
-        for gateway, pending in self._open_sends.items():
+        for pending in list(self._open_sends.values()):
             while pending:
-                token, (deadline, result) = next(iter(pending.items()))
-                if deadline > now:
+                token, send = next(iter(pending.items()))
+                if send.deadline is None or send.deadline > now:
                     break
                 del pending[token]
-                timeout = self.pool.members[gateway].send_timeout
-                result.errback(SendTimeout(f"no answer from the gateway in {timeout:g}s"))
+                why = f"no answer from the gateway in {send.member.send_timeout:g}s"
+                log.warn("message {id}: {why}", id=send.message.id, why=why)
+                self._finish(self._send_error(Failure(SendTimeout(why)), send.message), send)
 
     def _send_error(self, failure: Failure, message: Message) -> list[PartResult]:
-        if failure.check(SendTimeout):
-            log.warn("message {id}: {why}", id=message.id, why=failure.getErrorMessage())
-        else:
+        if not failure.check(SendTimeout):
             log.failure("gateway send raised for message {id}", failure, id=message.id)
         status = f"gateway error: {failure.getErrorMessage()}"
         return [PartResult(p.seq, False, status=status, temporary=True) for p in message.parts]
 
-    def _sent(
-        self,
-        results: list[PartResult],
-        message: Message,
-        route: Route,
-        member: Member,
-        tried: tuple[str, ...],
-        done: tuple[PartResult, ...],
-    ) -> None:
+    def _sent(self, results: list[PartResult], send: _Send) -> None:
+        message, route, member, tried, done = (
+            send.message,
+            send.route,
+            send.member,
+            send.tried,
+            send.done,
+        )
         self._in_flight -= 1
         self._flying.discard(message.id)
         now = self.reactor.seconds()

@@ -191,6 +191,7 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         reactor,
         committed=dispatcher.wake,
         router=router,
+        taker=dispatcher,
     )
     portal = make_portal(Directory(store, reactor))
     callbacks = Callbacks(

@@ -24,6 +24,7 @@ from smsd.store import (
     Added,
     Change,
     Charge,
+    Claim,
     NewMessage,
     NoSuchUser,
     NumberTaken,
@@ -498,6 +499,44 @@ class ClaimTests(StoreTestCase):
         again = await self.claim_one(now=NOW + 10)
         self.assertEqual([p.seq for p in again.parts], [2])
         self.assertEqual((again.total, again.attempts), (3, 1))
+
+
+class ClaimAtCommitTests(StoreTestCase):
+    """add_batch with a Claim: what can go now is leased in the same commit."""
+
+    async def test_route_limits_and_due_messages(self) -> None:
+        batch = [
+            (
+                [
+                    attrs.evolve(new_message(ALICE), route="r1"),
+                    attrs.evolve(new_message(BOB), route="r1"),
+                ],
+                None,
+            ),
+            ([attrs.evolve(new_message(CAROL), route="r2")], None),
+            ([attrs.evolve(new_message(ALICE, due_at=NOW + 60), route="r1")], None),
+        ]
+        claim = Claim("node1", NOW + 30, {"r1": 1, "r2": 5})
+        results, taken = await self.store.add_batch(batch, claim)
+        ids = [a.id for r in results for a in r]
+        self.assertEqual([m.id for m in taken], [ids[0], ids[2]])  # one of r1, and r2
+        states = [(await self.message(i))["state"] for i in ids]
+        self.assertEqual(states, ["sending", "queued", "sending", "queued"])
+        self.assertEqual(self.lease(ids[0]), ("node1", NOW + 30))
+        self.assertEqual(self.lease(ids[1]), (None, None))
+        m = taken[0]
+        self.assertEqual(
+            (m.recipient, m.route, m.attempts, m.parts), (ALICE, "r1", 0, out_parts(1))
+        )
+        # What was not taken is claimed the usual way; what was taken is not claimed again.
+        claimed = await self.store.claim("node1", NOW, 30, 10)
+        self.assertEqual([c.id for c in claimed], [ids[1]])
+
+    async def test_a_leased_message_records_like_a_claimed_one(self) -> None:
+        claim = Claim("node1", NOW + 30, {None: 1})
+        (result,), (m,) = await self.store.add_batch([([new_message()], None)], claim)
+        await self.store.record([sent_outcome(m)], "node1")
+        self.assertEqual((await self.message(result[0].id))["state"], "sent")
 
 
 class RecordTests(StoreTestCase):

@@ -30,7 +30,7 @@ from smsd.config import DispatchSection
 from smsd.core.pool import Availability, Member, Pool
 from smsd.core.routing import Route, Router
 from smsd.model import Message, PartResult, State
-from smsd.store import Change, Outcome
+from smsd.store import Change, Claim, Outcome
 from smsd.traffic import TrafficLog
 
 log = Logger()
@@ -87,6 +87,7 @@ class Dispatcher(Service):
         self._waiting: dict[str, deque[_Waiting]] = {}  # by route key
         self._waiting_count = 0
         self._flying: set[int] = set()  # ids of messages a gateway is sending
+        self._promised: dict[str | None, int] = {}  # room offered to the Submitter
         self._open_sends: dict[str, dict[int, _Send]] = {}  # by gateway, oldest first
         self._token = 0
         self._sweeper = LoopingCall(self._sweep_timeouts)
@@ -229,6 +230,7 @@ class Dispatcher(Service):
         for key, route in self._routes.items():
             candidates = self._candidates(route, now)
             room = self.pool.capacity(now, horizon, candidates) - self._waiting_for(key)
+            room -= self._promised.get(key, 0)
             if room > 0:
                 limits[key] = min(room, self.settings.batch)
         # Messages with no route key (queued by an older configuration or a
@@ -243,10 +245,44 @@ class Dispatcher(Service):
             is not Availability.READY
         )
         room = self.pool.capacity(now, horizon) - (self._waiting_count - blocked)
+        room -= sum(self._promised.values())
         room = min(room, 2 * self.settings.batch - self._waiting_count)
         if room > 0:
             limits[None] = min(room, self.settings.batch)
         return limits
+
+    def offer(self) -> Claim | None:
+        """What new messages this node can start now, for the Submitter to lease as
+        it commits them (they skip the queue and a claim). Promised room is kept
+        out of further claims until ``take`` says what was taken."""
+        if not self.running:
+            return None
+        now = self.reactor.seconds()
+        limits = {k: n for k, n in self._claim_limits(now).items() if k is not None}
+        if not limits:
+            return None
+        for key, n in limits.items():
+            self._promised[key] = self._promised.get(key, 0) + n
+        return Claim(self.owner, now + self.settings.lease, limits)
+
+    def take(self, messages: list[Message], claim: Claim) -> None:
+        """Messages leased at commit, ready to send."""
+        for key, n in claim.limits.items():
+            left = self._promised.get(key, 0) - n
+            if left > 0:
+                self._promised[key] = left
+            else:
+                self._promised.pop(key, None)
+        if not messages:
+            return
+        now = self.reactor.seconds()
+        if not self.running:  # stopped meanwhile: back to the queue
+            for m in messages:
+                self._add_outcome(Outcome(m.id, None, (), State.QUEUED, now, now, False))
+            return
+        for m in messages:
+            self._wait(m)
+        self._hand_out(now)
 
     def _waiting_for(self, key: str) -> int:
         queue = self._waiting.get(key)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import random
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, fail
@@ -21,8 +21,8 @@ from twisted.python.failure import Failure
 from smsd import numbers, text
 from smsd.core.routing import Router
 from smsd.core.users import account_problem
-from smsd.model import OutPart, SenderPolicy, Submission, User
-from smsd.store import Added, Charge, NewMessage, QuotaExceeded
+from smsd.model import Message, OutPart, SenderPolicy, Submission, User
+from smsd.store import Added, Charge, Claim, NewMessage, QuotaExceeded
 
 log = Logger()
 
@@ -52,6 +52,15 @@ class Accepted:
     duplicate: bool = False  # the client's id was seen before; nothing new was queued
 
 
+class Taker(Protocol):
+    """The local dispatcher, seen from the Submitter: messages that can go at once
+    are leased in the same commit that stores them, and handed over directly."""
+
+    def offer(self) -> Claim | None: ...
+
+    def take(self, messages: list[Message], claim: Claim) -> None: ...
+
+
 @attrs.frozen
 class SubmitSettings:
     default_country: str = "US"
@@ -70,9 +79,11 @@ class Submitter:
         reactor: Any,
         committed: Callable[[], None] = lambda: None,
         router: Router | None = None,
+        taker: Taker | None = None,
     ) -> None:
         self.store = store
         self.router = router  # gives each message its route key
+        self.taker = taker  # the local dispatcher, which may take messages as they commit
         self.settings = settings
         self.reactor = reactor
         self.committed = committed  # wakes the dispatcher
@@ -106,26 +117,39 @@ class Submitter:
     def _flush(self) -> None:
         self._flush_call = None
         batch, self._pending = self._pending, []
-        d = self.store.add_batch([(messages, charge) for messages, charge, _ in batch])
-        d.addCallbacks(self._added, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+        claim = self.taker.offer() if self.taker is not None else None
+        d = self.store.add_batch([(messages, charge) for messages, charge, _ in batch], claim)
+        d.addCallbacks(
+            self._added, self._failed, callbackArgs=(batch, claim), errbackArgs=(batch, claim)
+        )
 
-    def _added(self, results: list[list[Added] | QuotaExceeded], batch: list[Any]) -> None:
-        committed = False
+    def _added(
+        self,
+        added: tuple[list[list[Added] | QuotaExceeded], list[Message]],
+        batch: list[Any],
+        claim: Claim | None,
+    ) -> None:
+        results, taken = added
+        if claim is not None and self.taker is not None:
+            self.taker.take(taken, claim)
+        queued = -len(taken)  # new messages left in the queue, not taken at once
         for (messages, _, d), result in zip(batch, results, strict=True):
             if isinstance(result, QuotaExceeded):
                 d.errback(Refused(Refused.QUOTA, str(result)))
                 continue
-            committed = committed or any(not a.duplicate for a in result)
+            queued += sum(not a.duplicate for a in result)
             d.callback(
                 [
                     Accepted(m.recipient, a.id, a.parts, a.duplicate)
                     for m, a in zip(messages, result, strict=True)
                 ]
             )
-        if committed:
-            self.committed()
+        if queued > 0:
+            self.committed()  # the dispatcher should look for them
 
-    def _failed(self, failure: Failure, batch: list[Any]) -> None:
+    def _failed(self, failure: Failure, batch: list[Any], claim: Claim | None) -> None:
+        if claim is not None and self.taker is not None:
+            self.taker.take([], claim)
         log.failure("the store refused {count} submissions", failure, count=len(batch))
         for _, _, d in batch:
             d.errback(Refused(Refused.UNAVAILABLE, "the queue cannot take messages now"))

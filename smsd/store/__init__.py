@@ -74,6 +74,21 @@ class Charge:
 
 
 @attrs.frozen
+class Claim:
+    """Take new messages straight into a lease as they are committed.
+
+    A node whose gateways have room now need not commit messages as queued
+    and claim them a moment later: ``limits`` says how many of each route
+    (as Router.key_for names them) it can start; messages due later are not
+    taken.
+    """
+
+    owner: str
+    lease_until: float
+    limits: dict[str | None, int]
+
+
+@attrs.frozen
 class Added:
     id: int
     parts: int
@@ -114,8 +129,8 @@ class Store(Protocol):
 
     # Outbox
     def add_batch(
-        self, batch: list[tuple[list[NewMessage], Charge | None]]
-    ) -> Deferred[list[list[Added] | QuotaExceeded]]: ...
+        self, batch: list[tuple[list[NewMessage], Charge | None]], claim: Claim | None = None
+    ) -> Deferred[tuple[list[list[Added] | QuotaExceeded], list[Message]]]: ...
     def add_messages(
         self, messages: list[NewMessage], charge: Charge | None
     ) -> Deferred[list[Added]]: ...

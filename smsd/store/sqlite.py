@@ -32,6 +32,7 @@ from smsd.store import (
     Added,
     Change,
     Charge,
+    Claim,
     NewMessage,
     NoSuchUser,
     NumberTaken,
@@ -118,10 +119,12 @@ class SQLiteStore:
         return self._writer.run(_add_messages, messages, charge)
 
     def add_batch(
-        self, batch: list[tuple[list[NewMessage], Charge | None]]
-    ) -> Deferred[list[list[Added] | QuotaExceeded]]:
-        """Several submissions in one operation; a refused one gets its error in place."""
-        return self._writer.run(_add_batch, batch)
+        self, batch: list[tuple[list[NewMessage], Charge | None]], claim: Claim | None = None
+    ) -> Deferred[tuple[list[list[Added] | QuotaExceeded], list[Message]]]:
+        """Several submissions in one operation; a refused one gets its error in
+        place. With ``claim``, messages that can go now are leased at once and
+        come back, ready to send, as the second item."""
+        return self._writer.run(_add_batch, batch, claim)
 
     def claim(
         self,
@@ -203,16 +206,21 @@ class SQLiteStore:
 
 
 def _add_batch(
-    conn: sqlite3.Connection, batch: list[tuple[list[NewMessage], Charge | None]]
-) -> list[list[Added] | QuotaExceeded]:
+    conn: sqlite3.Connection,
+    batch: list[tuple[list[NewMessage], Charge | None]],
+    claim: Claim | None = None,
+) -> tuple[list[list[Added] | QuotaExceeded], list[Message]]:
     """Insert the messages of many submissions with three statements in all.
 
     Ids are given here rather than by SQLite: the write transaction holds the
     database's only write lock (other processes wait), so max(id) + 1 onwards
     is ours, and the rows can go in with executemany instead of one INSERT
     each. Quotas are checked before anything of a submission is written, so a
-    refused submission needs no rollback.
+    refused submission needs no rollback. Messages taken into the claim are
+    written as leased (they never pass through the queue's indexes).
     """
+    limits = dict(claim.limits) if claim is not None else {}
+    claimed: list[Message] = []
     next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0]
     message_rows: list[tuple[Any, ...]] = []
     part_rows: list[tuple[Any, ...]] = []
@@ -265,12 +273,56 @@ def _add_batch(
             m = next(fresh_iter)
             message_id = next_id
             next_id += 1
+            state, owner, lease_until = "queued", None, None
+            if claim is not None and limits.get(m.route, 0) > 0 and m.due_at <= m.created_at:
+                limits[m.route] -= 1
+                state, owner, lease_until = "sending", claim.owner, claim.lease_until
+                claimed.append(
+                    Message(
+                        message_id,
+                        m.recipient,
+                        m.sender,
+                        m.encoding,
+                        m.dcs,
+                        m.pid,
+                        m.parts,
+                        len(m.parts),
+                        m.user,
+                        m.pin_gateway,
+                        0,
+                        m.expires_at,
+                        m.created_at,
+                        route=m.route,
+                    )
+                )
             message_rows.append(
-                (message_id, m.created_at, m.created_at, m.user, m.channel, m.client_ref,
-                 m.recipient, m.sender, m.text, m.encoding, m.dcs, m.pid, len(m.parts),
-                 int(m.truncated), m.pin_gateway, m.due_at, m.expires_at, m.callback_url,
-                 m.reply_to, m.origin, m.route)
-            )  # fmt: skip
+                (
+                    message_id,
+                    m.created_at,
+                    m.created_at,
+                    m.user,
+                    m.channel,
+                    m.client_ref,
+                    m.recipient,
+                    m.sender,
+                    m.text,
+                    m.encoding,
+                    m.dcs,
+                    m.pid,
+                    len(m.parts),
+                    int(m.truncated),
+                    state,
+                    m.pin_gateway,
+                    m.due_at,
+                    m.expires_at,
+                    m.callback_url,
+                    m.reply_to,
+                    m.origin,
+                    m.route,
+                    owner,
+                    lease_until,
+                )
+            )
             part_rows.extend((message_id, p.seq, p.udh, p.text, p.data) for p in m.parts)
             added[i] = Added(message_id, len(m.parts))
             if m.client_ref is not None:
@@ -281,8 +333,8 @@ def _add_batch(
     conn.executemany(
         "INSERT INTO messages (id, created_at, updated_at, user, channel, client_ref, recipient,"
         " sender, text, encoding, dcs, pid, total, truncated, state, pin_gateway, due_at,"
-        " expires_at, callback_url, reply_to, origin, route)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
+        " expires_at, callback_url, reply_to, origin, route, lease_owner, lease_until)"
+        f" VALUES ({','.join('?' * 24)})",
         message_rows,
     )
     conn.executemany(
@@ -295,13 +347,13 @@ def _add_batch(
         " ON CONFLICT (user, period) DO UPDATE SET parts = parts + excluded.parts",
         [(user, period, n) for (user, period), (_, n) in usage.items() if n],
     )
-    return results
+    return results, claimed
 
 
 def _add_messages(
     conn: sqlite3.Connection, messages: list[NewMessage], charge: Charge | None
 ) -> list[Added]:
-    (result,) = _add_batch(conn, [(messages, charge)])
+    (result,), _ = _add_batch(conn, [(messages, charge)])
     if isinstance(result, QuotaExceeded):
         raise result
     return result

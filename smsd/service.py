@@ -21,6 +21,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from smsd import numbers
@@ -87,6 +88,7 @@ class Smsd(MultiService):
         self.reactor = reactor
         self.gateways: list[Gateway] = []
         self.channels: list[Service] = []
+        self.listen: list[str] = []  # each channel's endpoint, for error messages
         self.dispatcher: Dispatcher | None = None
         self.closers: list[Any] = []  # called last, in order (traffic log, ...)
         self.started_at = 0.0
@@ -94,6 +96,13 @@ class Smsd(MultiService):
     def startService(self) -> None:
         self.started_at = time.time()
         Service.startService(self)
+        # Channels first, only to see that every port can be had: a port in
+        # use stops the start with one line, before anything else runs.
+        for channel, listen in zip(self.channels, self.listen, strict=True):
+            try:
+                channel.privilegedStartService()
+            except CannotListenError as e:
+                raise SystemExit(f"smsd: cannot listen on {listen}: {e.socketError}") from None
         for service in (*self.gateways, self.dispatcher, *self.channels):
             if service is not None:
                 service.startService()
@@ -243,12 +252,15 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
     site = make_site(http)
     for description in config.http.listen:
         service = StreamServerEndpointService(serverFromString(reactor, description), site)
+        # A port that cannot be listened on stops the start instead of being
+        # logged and forgotten (Twisted's documented, if underscored, switch).
         service._raiseSynchronously = True
         root.channels.append(service)
+        root.listen.append(description)
     return root
 
 
-SWITCH_INTERVAL = float(os.environ.get("SMSD_SWITCH_INTERVAL", "0.0005"))
+SWITCH_INTERVAL = 0.0005
 
 
 def tune_gc() -> None:

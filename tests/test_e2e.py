@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+
 from twisted.trial import unittest
 
-from tests.process import LOOPBACK, SmsdProcess, curl
+from tests.process import LOOPBACK, SmsdProcess, curl, twistd
 
 
 class EmbeddedDefaultTests(unittest.TestCase):
@@ -64,3 +67,25 @@ class LoopbackTests(unittest.TestCase):
         self.assertEqual([len(e["text"]) for e in lines], [153, 47])
         ref = lines[0]["udh"][6:8]
         self.assertEqual([e["udh"] for e in lines], [f"050003{ref}0201", f"050003{ref}0202"])
+
+
+class PortInUseTests(unittest.TestCase):
+    def test_a_port_in_use_stops_the_start_with_one_line(self) -> None:
+        smsd = SmsdProcess(LOOPBACK)
+        self.addCleanup(smsd.cleanup)
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", smsd.port))
+            taken.listen()
+            result = subprocess.run(
+                [twistd(), "-n", "--pidfile=", "smsd", "--config", smsd.config_path or ""],
+                cwd=smsd.dir,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"smsd: cannot listen on tcp:{smsd.port}:interface=127.0.0.1:", output)
+        self.assertIn("Address already in use", output)
+        self.assertNotIn("Traceback", output)

@@ -13,11 +13,17 @@ import time
 from typing import Any
 
 from smsd.appender import Appender
-from smsd.model import Message
+from smsd.model import Message, OutPart
 
 
 def _clean(value: str | None) -> str:
-    return (value or "").replace(";", ",").replace("\n", " ")
+    if not value:
+        return ""
+    return value.replace(";", ",").replace("\n", " ") if ";" in value or "\n" in value else value
+
+
+def _chars(part: OutPart) -> int:
+    return len(part.text) if part.text is not None else len(part.data or b"")
 
 
 class TrafficLog:
@@ -34,17 +40,11 @@ class TrafficLog:
         return self._stamp_text
 
     def outbound(self, message: Message, gateway: str, seqs: list[int], at: float) -> None:
-        stamp = self._stamp(at)
-        by_seq = {p.seq: p for p in message.parts}
-        lines = []
-        for seq in seqs:
-            part = by_seq[seq]
-            chars = len(part.text) if part.text is not None else len(part.data or b"")
-            lines.append(
-                f"{stamp};OUT;{gateway};{_clean(message.sender)};{message.recipient};"
-                f"{chars};{message.total}"
-            )
-        self._appender.add(lines)
+        head = f"{self._stamp(at)};OUT;{gateway};{_clean(message.sender)};{message.recipient};"
+        wanted = set(seqs)
+        self._appender.add(
+            f"{head}{_chars(part)};{message.total}" for part in message.parts if part.seq in wanted
+        )
 
     def inbound(
         self, gateway: str, sender: str, recipient: str, chars: int, parts: int, at: float

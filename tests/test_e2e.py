@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 
@@ -67,6 +68,49 @@ class LoopbackTests(unittest.TestCase):
         self.assertEqual([len(e["text"]) for e in lines], [153, 47])
         ref = lines[0]["udh"][6:8]
         self.assertEqual([e["udh"] for e in lines], [f"050003{ref}0201", f"050003{ref}0202"])
+
+
+class TrafficLogTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.smsd = SmsdProcess(LOOPBACK).start()
+        self.addCleanup(self.smsd.cleanup)
+
+    def traffic(self) -> list[list[str]]:
+        path = os.path.join(self.smsd.data_dir, "traffic.log")
+        if not os.path.exists(path):
+            return []
+        with open(path) as f:
+            return [line.rstrip("\n").split(";") for line in f]
+
+    def test_a_line_per_part_out_and_in(self) -> None:
+        code, body = curl(
+            "--data-urlencode",
+            "number=+15551234567",
+            "--data-urlencode",
+            "data=" + "z" * 200,
+            "--data-urlencode",
+            "sender=Acme;Ltd",
+            f"{self.smsd.url}/sms/",
+        )
+        self.assertEqual(code, 200, body)
+        out = self.smsd.wait_for(
+            lambda: len(self.traffic()) == 2 and self.traffic(), what="2 lines"
+        )
+        for line in out:
+            self.assertEqual(len(line), 8, line)  # date;time;OUT;gateway;sender;number;chars;parts
+            self.assertRegex(line[0], r"^\d{4}-\d\d-\d\d$")
+            self.assertEqual(line[2:6], ["OUT", "loopback", "Acme,Ltd", "+15551234567"])
+        self.assertEqual(sorted((int(x[6]), int(x[7])) for x in out), [(47, 2), (153, 2)])
+        code, body = curl(
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            '{"from": "+15557654321", "to": "+15551110000", "text": "Hi back"}',
+            f"{self.smsd.url}/api/v1/inbound",
+        )
+        self.assertEqual(code, 201, body)
+        line = self.smsd.wait_for(lambda: len(self.traffic()) == 3 and self.traffic()[2])
+        self.assertEqual(line[2:], ["IN", "loopback", "+15557654321", "+15551110000", "7", "1"])
 
 
 class PortInUseTests(unittest.TestCase):

@@ -302,7 +302,6 @@ class AsyncResource(resource.Resource):
     ) -> None:
         request.setResponseCode(code)
         request.setHeader(b"content-type", ctype)
-        request.setHeader(b"cache-control", b"no-store")
         for k, v in (headers or {}).items():
             request.setHeader(k, v)
         request.setHeader(b"content-length", str(len(body)).encode())

@@ -21,11 +21,6 @@ from smsd.channels.http import AsyncResource, Caller, HttpError, then
 from smsd.model import Submission
 
 
-def _arg(args: dict[bytes, list[bytes]], name: str) -> bytes | None:
-    values = args.get(name.encode())
-    return values[-1] if values else None
-
-
 def _decode(raw: bytes, charset: str, name: str) -> str:
     try:
         return raw.decode(charset)
@@ -69,55 +64,58 @@ class SmsForm(AsyncResource):
     handle_POST = handle_GET
 
     def _handle(self, request: server.Request) -> Deferred[Any]:
-        args = request.args
-        charset = (_arg(args, "charset") or b"utf-8").decode("ascii", "replace")
-        try:
-            "".encode(charset)
-        except LookupError:
-            raise HttpError(400, f"unknown charset {charset!r}") from None
-        user = _arg(args, "user")
-        password = _arg(args, "pass")
+        # The last value of each parameter, looked up by name from here on.
+        args = {k: v[-1] for k, v in request.args.items() if v}
+        charset = (args.get(b"charset") or b"utf-8").decode("ascii", "replace")
+        if charset != "utf-8":
+            try:
+                "".encode(charset)
+            except LookupError:
+                raise HttpError(400, f"unknown charset {charset!r}") from None
+        user = args.get(b"user")
+        password = args.get(b"pass")
         caller = self.ctx.caller(
             request,
             None if user is None else _decode(user, charset, "user"),
             None if password is None else _decode(password, charset, "pass"),
         )
-        return then(caller, self._submit, request, charset)
+        return then(caller, self._submit, args, charset)
 
-    def _submit(self, caller: Caller, request: server.Request, charset: str) -> Deferred[Any]:
-        args = request.args
-        raw_numbers = _arg(args, "number") or _arg(args, "numbers") or b""
+    def _submit(self, caller: Caller, args: dict[bytes, bytes], charset: str) -> Deferred[Any]:
+        raw_numbers = args.get(b"number") or args.get(b"numbers") or b""
         numbers = tuple(
             n.strip() for n in _decode(raw_numbers, charset, "number").split(",") if n.strip()
         )
-        binary = _flag(_arg(args, "binary"))
-        raw_text = _arg(args, "data")
+        binary = _flag(args.get(b"binary"))
+        raw_text = args.get(b"data")
         if raw_text is None:
-            raw_text = _arg(args, "text")
-        text, data, udh = None, None, b""
+            raw_text = args.get(b"text")
+        text, data, udh, dcs = None, None, b"", None
         if binary:
             data = _hex(raw_text or b"", "data")
-            udh = _hex(_arg(args, "udh") or b"", "udh")
+            udh = _hex(args.get(b"udh") or b"", "udh")
+            dcs = _int(args.get(b"dcs"), "dcs", 0, 255)
         elif raw_text is not None:
             text = _decode(raw_text, charset, "data")
         if not binary and not text:
             raise HttpError(400, "empty text (give data=)")
-        sender = _arg(args, "sender")
-        client_ref = _arg(args, "id")
-        reply = _arg(args, "reply")
+        sender = args.get(b"sender")
+        client_ref = args.get(b"id")
+        reply = args.get(b"reply")
+        gateway = args.get(b"gateway")
         sub = Submission(
             recipients=numbers,
             text=text,
             data=data,
             udh=udh,
             sender=_decode(sender, charset, "sender") if sender else None,
-            maxmsgs=_int(_arg(args, "maxmsgs"), "maxmsgs", 1, 128),
-            truncate=_flag_or_none(_arg(args, "truncate")),
-            transliterate=_flag_or_none(_arg(args, "transliterate")),
-            flash=_flag(_arg(args, "flash")),
-            dcs=_int(_arg(args, "dcs"), "dcs", 0, 255),
-            pid=_int(_arg(args, "pid"), "pid", 0, 255) or 0,
-            gateway=(_arg(args, "gateway") or b"").decode("utf-8", "replace") or None,
+            maxmsgs=_int(args.get(b"maxmsgs"), "maxmsgs", 1, 128),
+            truncate=_flag_or_none(args.get(b"truncate")),
+            transliterate=_flag_or_none(args.get(b"transliterate")),
+            flash=_flag(args.get(b"flash")),
+            dcs=dcs,
+            pid=_int(args.get(b"pid"), "pid", 0, 255) or 0,
+            gateway=gateway.decode("utf-8", "replace") if gateway else None,
             channel="http",
             client_ref=_decode(client_ref, charset, "id")[:128] if client_ref else None,
             reply_to=_decode(reply, charset, "reply")[:256] if reply else None,

@@ -482,9 +482,14 @@ class Dispatcher(Service):
             by_seq = {r.seq: r for r in results}
             missing = PartResult(0, False, status="no result from gateway")
             results = [by_seq.get(p.seq, attrs.evolve(missing, seq=p.seq)) for p in message.parts]
-        ok = [r.seq for r in results if r.ok]
-        temporary = [r for r in results if not r.ok and r.temporary]
-        permanent = [r for r in results if not r.ok and not r.temporary]
+        ok: list[int] = []
+        temporary: list[PartResult] = []
+        permanent: list[PartResult] = []
+        for r in results:
+            if r.ok:
+                ok.append(r.seq)
+            else:
+                (temporary if r.temporary else permanent).append(r)
         member.finish(now, sent=len(ok), temporary_error=bool(temporary))
         if ok and self.traffic is not None:
             self.traffic.outbound(message, member.id, ok, now)

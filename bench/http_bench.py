@@ -59,6 +59,34 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def drive(h2load: str, uris: str, log: str, requests: int, connections: int, threads: int) -> dict:
+    """h2load in HTTP/1.1 mode, one request at a time per keep-alive connection, each
+    request the next line of ``uris``; the summary of its per-request log."""
+    subprocess.run(
+        [
+            h2load,
+            "--h1",
+            "-n",
+            str(requests),
+            "-c",
+            str(connections),
+            "-t",
+            str(threads),
+            "-m",
+            "1",
+            "-i",
+            uris,
+            "--log-file",
+            log,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=True,
+    )
+    return summarise(log)
+
+
 def summarise(path: str) -> dict:
     """Rate and latency percentiles from h2load's per-request log."""
     starts, ends, latencies, errors = [], [], [], 0
@@ -119,30 +147,8 @@ def main() -> int:
         assert smsd.proc is not None
         cpu_before = cpu_seconds(smsd.proc.pid)
         started = time.monotonic()
-        subprocess.run(
-            [
-                h2load,
-                "--h1",
-                "-n",
-                str(args.requests),
-                "-c",
-                str(args.connections),
-                "-t",
-                str(args.threads),
-                "-m",
-                "1",
-                "-i",
-                uris,
-                "--log-file",
-                requests_log,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=True,
-        )
+        load = drive(h2load, uris, requests_log, args.requests, args.connections, args.threads)
         accept_seconds = time.monotonic() - started
-        load = summarise(requests_log)
         deadline = time.monotonic() + args.timeout
         while True:
             h = health(smsd.url)

@@ -95,7 +95,7 @@ PASSWORD = "bench-secret"
 
 
 def _load_http_bench() -> ModuleType:
-    """bench/ is not a package: load http_bench.py by its path, for summarise() and
+    """bench/ is not a package: load http_bench.py by its path, for drive() and
     cpu_seconds() (loading it also puts the checkout on sys.path, for tests.process)."""
     spec = importlib.util.spec_from_file_location("http_bench", os.path.join(HERE, "http_bench.py"))
     assert spec is not None and spec.loader is not None
@@ -105,7 +105,7 @@ def _load_http_bench() -> ModuleType:
 
 
 http_bench = _load_http_bench()
-summarise: Callable[[str], dict[str, Any]] = http_bench.summarise
+drive: Callable[..., dict[str, Any]] = http_bench.drive
 cpu_seconds: Callable[[int], float] = http_bench.cpu_seconds
 
 from tests.process import free_port  # noqa: E402 - on sys.path once http_bench is loaded
@@ -301,30 +301,8 @@ def main() -> int:
         before = kannel.counters()
         cpu_before = {b.name: cpu_seconds(b.pid) for b in boxes}
         started = time.monotonic()
-        subprocess.run(
-            [
-                h2load,
-                "--h1",
-                "-n",
-                str(args.requests),
-                "-c",
-                str(args.connections),
-                "-t",
-                str(args.threads),
-                "-m",
-                "1",
-                "-i",
-                uris,
-                "--log-file",
-                requests_log,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=True,
-        )
+        load = drive(h2load, uris, requests_log, args.requests, args.connections, args.threads)
         accept_seconds = time.monotonic() - started
-        load = summarise(requests_log)
         answered = load["requests"] - load["errors"]  # 2xx: in bearerbox's store
         deadline = time.monotonic() + args.timeout
         while True:

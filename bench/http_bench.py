@@ -87,6 +87,40 @@ def drive(h2load: str, uris: str, log: str, requests: int, connections: int, thr
     return summarise(log)
 
 
+def common_result(
+    bench: str,
+    args: argparse.Namespace,
+    load: dict,
+    accepted: int,
+    accept_seconds: float,
+    delivered_seconds: float,
+) -> dict:
+    """The fields every benchmark line has, in the same order."""
+    return {
+        "bench": bench,
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "requests": load["requests"],
+        "connections": args.connections,
+        "accepted": accepted,
+        "errors": load["errors"],
+        "accepted_per_s": round(load["requests"] / load["seconds"]),
+        "delivered_per_s": round(accepted / delivered_seconds),
+        "p50_ms": load["p50_ms"],
+        "p99_ms": load["p99_ms"],
+        "max_ms": load["max_ms"],
+        "accept_seconds": round(accept_seconds, 2),
+        "delivered_seconds": round(delivered_seconds, 2),
+    }
+
+
+def report(result: dict, record: bool) -> None:
+    """Print the line; with ``record`` append it to bench/results.jsonl."""
+    print(json.dumps(result))
+    if record:
+        with open(os.path.join(HERE, "results.jsonl"), "a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
 def summarise(path: str) -> dict:
     """Rate and latency percentiles from h2load's per-request log."""
     starts, ends, latencies, errors = [], [], [], 0
@@ -166,20 +200,8 @@ def main() -> int:
         cpu = cpu_seconds(smsd.proc.pid) - cpu_before
         accepted = h["dispatcher"]["sent"]
         result = {
-            "bench": "http-submit",
-            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "requests": load["requests"],
-            "connections": args.connections,
-            "accepted": accepted,
-            "errors": load["errors"],
-            "accepted_per_s": round(load["requests"] / load["seconds"]),
-            "delivered_per_s": round(accepted / delivered_seconds),
-            "p50_ms": load["p50_ms"],
-            "p99_ms": load["p99_ms"],
-            "max_ms": load["max_ms"],
+            **common_result("http-submit", args, load, accepted, accept_seconds, delivered_seconds),
             "smsd_cpu_us_per_msg": round(cpu / accepted * 1e6),
-            "accept_seconds": round(accept_seconds, 2),
-            "delivered_seconds": round(delivered_seconds, 2),
             "loopback": {
                 "window": args.window,
                 "latency": args.latency,
@@ -189,10 +211,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "note": args.note,
         }
-        print(json.dumps(result))
-        if args.record:
-            with open(os.path.join(HERE, "results.jsonl"), "a") as f:
-                f.write(json.dumps(result) + "\n")
+        report(result, args.record)
         return 0
     finally:
         smsd.stop()

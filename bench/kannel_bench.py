@@ -69,7 +69,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -327,20 +326,10 @@ def main() -> int:
         if not accepted:
             raise SystemExit(f"Kannel accepted nothing: {load}")
         result = {
-            "bench": "http-submit-kannel",
-            "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-            "requests": load["requests"],
-            "connections": args.connections,
-            "accepted": accepted,
-            "errors": load["errors"],
-            "accepted_per_s": round(load["requests"] / load["seconds"]),
-            "delivered_per_s": round(accepted / delivered_seconds),
-            "p50_ms": load["p50_ms"],
-            "p99_ms": load["p99_ms"],
-            "max_ms": load["max_ms"],
+            **http_bench.common_result(
+                "http-submit-kannel", args, load, accepted, accept_seconds, delivered_seconds
+            ),
             "kannel_cpu_us_per_msg": round(sum(cpu.values()) / accepted * 1e6),
-            "accept_seconds": round(accept_seconds, 2),
-            "delivered_seconds": round(delivered_seconds, 2),
             "kannel": {
                 "version": kannel_version(),
                 "smsc": "loopback",
@@ -351,10 +340,7 @@ def main() -> int:
             "cpus": os.cpu_count(),
             "note": args.note,
         }
-        print(json.dumps(result))
-        if args.record:
-            with open(os.path.join(HERE, "results.jsonl"), "a") as f:
-                f.write(json.dumps(result) + "\n")
+        http_bench.report(result, args.record)
         return 0
     finally:
         if kannel is not None:

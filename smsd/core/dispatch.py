@@ -2,14 +2,18 @@
 
 The dispatcher keeps no queue of its own: it claims due messages from the
 store in batches (each claim a lease), so that a crash or a second node
-never loses or doubles a message. A submit wakes it at once; otherwise it
-sleeps until the next message is due, or ``poll`` seconds to notice work
-queued by other processes. It claims only as much as the pool can start
-within a quarter of the lease, so a throttled gateway never holds a
-message past its lease.
+never loses or doubles a message. New messages that can go at once are
+leased in the very commit that stores them (``offer``/``take``, used by the
+Submitter); the rest wait in the queue. A submit wakes the dispatcher;
+otherwise it sleeps until the next message is due, or ``poll`` seconds to
+notice work queued by other processes.
 
-Results are recorded in batches: every outcome of one reactor turn goes to
-the store in one operation.
+Claims are per route: each route is asked for only what its gateways can
+start within a quarter of the lease, so a busy, throttled or down gateway
+leaves its backlog in the queue and never takes the room of other routes,
+and nothing waits in memory past its lease (leases are renewed while it
+does). Results are recorded in batches: every outcome of one reactor turn
+goes to the store in one operation.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -162,8 +166,6 @@ class Dispatcher(Service):
             if not pending:
                 d.callback(None)
                 return
-            from twisted.internet.defer import DeferredList
-
             DeferredList(pending).addBoth(lambda _: d.callback(None))
 
         check()

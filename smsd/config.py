@@ -156,6 +156,15 @@ class DispatchSection:
 
 
 @attrs.frozen
+class InboundSection:
+    reassembly_timeout: Duration = setting(
+        Duration(600),
+        "parts of a long SMS whose siblings never come are stored one by one after this",
+        _between(1, 7 * 86400),
+    )
+
+
+@attrs.frozen
 class HttpSection:
     listen: list[str] = setting(
         factory=lambda: ["tcp:8080"],
@@ -231,6 +240,7 @@ class Config:
     store: StoreSection
     text: TextSection
     dispatch: DispatchSection
+    inbound: InboundSection
     http: HttpSection
     gateways: list[GatewayConfig]
     routes: list[RouteSection]
@@ -260,6 +270,7 @@ _SECTIONS = {
     "store": StoreSection,
     "text": TextSection,
     "dispatch": DispatchSection,
+    "inbound": InboundSection,
     "http": HttpSection,
 }
 

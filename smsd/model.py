@@ -107,6 +107,7 @@ class PartResult:
     status: str | None = None  # the gateway's own status words, kept as they are
     temporary: bool = True  # for failures: retry later (True) or fail for good
     gateway: str | None = None  # filled in by the dispatcher (a failover may use two)
+    throttled: bool = False  # the network said "too fast": retry soon, count no attempt
 
 
 @attrs.frozen
@@ -167,3 +168,24 @@ class Inbound:
     received_at: float = 0.0
     parts: int = 1
     id: int | None = None
+
+
+@attrs.frozen
+class InboundPart:
+    """One part of a concatenated SMS from the network, kept until its siblings arrive.
+
+    Each part is committed before the network gets its acknowledgement, so a
+    crash between parts loses nothing; the whole message is joined in the
+    store when the last part is there.
+    """
+
+    gateway: str
+    sender: str
+    recipient: str
+    ref: int  # the concatenation reference (8- or 16-bit), or SAR's msg_ref_num
+    total: int
+    seq: int
+    text: str | None
+    data: bytes | None = None
+    encoding: str = "gsm7"
+    received_at: float = 0.0

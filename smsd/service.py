@@ -37,7 +37,7 @@ from smsd.core.routing import Router
 from smsd.core.submit import SubmitSettings, Submitter
 from smsd.core.users import Directory, make_portal
 from smsd.gateways.base import Gateway, Health
-from smsd.model import Inbound, Report
+from smsd.model import Inbound, InboundPart, Report
 from smsd.store import Change, StoreError, open_store
 from smsd.store.schema import SchemaTooNew
 from smsd.traffic import TrafficLog
@@ -67,6 +67,9 @@ class CoreEvents:
     def receive(self, inbound: Inbound) -> Deferred[int]:
         return self.receiver.receive(inbound)
 
+    def receive_part(self, part: InboundPart) -> Deferred[int | None]:
+        return self.receiver.receive_part(part)
+
     def health_changed(self, gateway: Gateway, health: Health, reason: str) -> None:
         log.info(
             "gateway {gateway} is {health}{why}",
@@ -90,6 +93,7 @@ class Smsd(MultiService):
         self.channels: list[Service] = []
         self.listen: list[str] = []  # each channel's endpoint, for error messages
         self.dispatcher: Dispatcher | None = None
+        self.receiver: Service | None = None
         self.closers: list[Any] = []  # called last, in order (traffic log, ...)
         self.started_at = 0.0
 
@@ -103,7 +107,7 @@ class Smsd(MultiService):
                 channel.privilegedStartService()
             except CannotListenError as e:
                 raise SystemExit(f"smsd: cannot listen on {listen}: {e.socketError}") from None
-        for service in (*self.gateways, self.dispatcher, *self.channels):
+        for service in (self.receiver, *self.gateways, self.dispatcher, *self.channels):
             if service is not None:
                 service.startService()
         log.info(
@@ -123,6 +127,8 @@ class Smsd(MultiService):
             await _maybe(self.dispatcher.stopService())
         for gateway in self.gateways:
             await _maybe(gateway.stopService())
+        if self.receiver is not None:
+            await _maybe(self.receiver.stopService())
         for close in self.closers:
             await _maybe(close())
         await self.store.close()
@@ -160,7 +166,10 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
             listener(changes)
 
     reports = ReportSink(store, reactor, notify)
-    receiver = Receiver(store, reactor, traffic)
+    receiver = Receiver(
+        store, reactor, traffic, reassembly_timeout=config.inbound.reassembly_timeout
+    )
+    root.receiver = receiver
     events = CoreEvents(reports, receiver)
     root.closers.insert(0, reports.flush)
 

@@ -48,6 +48,7 @@ SWEDEN = "+46701234567"
 OK = "ok"
 TEMPORARY = "temporary"
 PERMANENT = "permanent"
+THROTTLED = "throttled"
 
 
 # Replies ---------------------------------------------------------------------
@@ -84,6 +85,11 @@ def ok(delay: float = 0.0) -> Reply:
 def temporary(status: str = "fake: SMSC busy, try later") -> Reply:
     """Every part refused for now: retry later or elsewhere."""
     return Reply((TEMPORARY,), status)
+
+
+def throttled(status: str = "ESME_RTHROTTLED (0x58)") -> Reply:
+    """Every part refused as too fast: the network's way of saying slow down."""
+    return Reply((THROTTLED,), status)
 
 
 def permanent(status: str = "fake: unknown subscriber") -> Reply:
@@ -211,7 +217,13 @@ class FakeGateway(Gateway):
                 results.append(PartResult(part.seq, True, provider_id=pid))
             else:
                 results.append(
-                    PartResult(part.seq, False, status=reply.status, temporary=verdict == TEMPORARY)
+                    PartResult(
+                        part.seq,
+                        False,
+                        status=reply.status,
+                        temporary=verdict in (TEMPORARY, THROTTLED),
+                        throttled=verdict == THROTTLED,
+                    )
                 )
         return results if reply.keep is None else results[: reply.keep]
 

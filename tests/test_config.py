@@ -24,6 +24,7 @@ from smsd.config import (
     DispatchSection,
     GatewaySection,
     HttpSection,
+    InboundSection,
     Rewrite,
     RouteSection,
     SmsdSection,
@@ -45,6 +46,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "store": (StoreSection,),
     "text": (TextSection,),
     "dispatch": (DispatchSection,),
+    "inbound": (InboundSection,),
     "http": (HttpSection,),
     "gateway": (GatewaySection, loopback.Options),
     "route": (RouteSection,),
@@ -259,7 +261,7 @@ class ExampleFileTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_one_active_loopback_gateway(self) -> None:
         active = [h for h in self.example.headers if not h.commented]
-        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:5], "gateway"])
+        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:6], "gateway"])
         values = {
             e.key: e.value
             for e in self.example.entries
@@ -381,7 +383,7 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
             '[smtp]\nlisten = ["tcp:2525"]\n' + GATEWAY,
             "smtp",
             "unknown section",
-            "dispatch, gateway, http, route, smsd, store, text",
+            "dispatch, gateway, http, inbound, route, smsd, store, text",
         )
 
     def test_section_not_a_table(self) -> None:

@@ -44,6 +44,7 @@ from tests.fakes import (
     sleep,
     states,
     temporary,
+    throttled,
     wait_for,
     wait_message,
     wait_state,
@@ -259,6 +260,18 @@ class RetryTests(DispatchTestCase):
         self.assertEqual(m["error"], "gave up after 3 attempts: A: no credit")
         self.assertEqual((m["attempts"], len(a.sent)), (3, 3))
         self.assertEqual([p["state"] for p in m["parts"]], ["failed", "failed"])
+
+    async def test_throttled_is_requeued_without_an_attempt_or_a_strike(self) -> None:
+        """ESME_RTHROTTLED: back to the queue for a moment, no attempt, no circuit breaker."""
+        node = self.node()
+        a = node.gateway("A", script=[throttled()] * 3, max_failures=1)
+        node.start()
+        (mid,) = await add(self.store, new_message())
+        node.dispatcher.wake()
+        m = await wait_state(self.store, mid, State.SENT, timeout=10)
+        self.assertEqual((m["attempts"], len(a.sent)), (1, 4))  # 3 refusals, then accepted
+        self.assertEqual(node.member("A").failures, 0)
+        self.assertEqual(node.dispatcher.counters["throttled"], 3)
 
     async def test_send_with_no_answer_times_out_and_fails_over(self) -> None:
         """A hung driver: after send_timeout the message goes through the other gateway."""

@@ -19,7 +19,17 @@ from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
-from smsd.model import Inbound, Message, OutPart, PartResult, Report, SenderPolicy, State, User
+from smsd.model import (
+    Inbound,
+    InboundPart,
+    Message,
+    OutPart,
+    PartResult,
+    Report,
+    SenderPolicy,
+    State,
+    User,
+)
 from smsd.store import (
     Added,
     Change,
@@ -1102,6 +1112,40 @@ class QueryTests(StoreTestCase):
         self.assertEqual(stats["gateways"], {"gw1": {"sent": 1}, "": {"queued": 2, "sending": 1}})
         self.assertEqual(stats["inbound"], 1)
         self.assertEqual(stats["pending_reports"], 1)
+
+
+class InboundPartTests(StoreTestCase):
+    """Concatenated SMS from the network: each part committed, the whole joined in the store."""
+
+    def part(
+        self, seq: int, text: str, *, total: int = 3, ref: int = 7, at: float = NOW
+    ) -> InboundPart:
+        return InboundPart("gw1", BOB, ALICE, ref, total, seq, text, received_at=at)
+
+    async def test_parts_out_of_order_make_one_message(self) -> None:
+        self.assertIsNone(await self.store.add_inbound_part(self.part(3, "C")))
+        self.assertIsNone(await self.store.add_inbound_part(self.part(1, "A")))
+        self.assertIsNone(await self.store.add_inbound_part(self.part(1, "A")))  # sent again
+        whole = await self.store.add_inbound_part(self.part(2, "B"))
+        assert whole is not None
+        self.assertEqual((whole.text, whole.parts, whole.sender), ("ABC", 3, BOB))
+        self.assertEqual(await self.store.list_inbound(0, 10), [whole])
+        self.assertEqual(self.count("inbound_parts"), 0)
+
+    async def test_same_reference_from_another_sender_is_another_message(self) -> None:
+        await self.store.add_inbound_part(self.part(1, "A", total=2))
+        other = InboundPart("gw1", CAROL, ALICE, 7, 2, 2, "z", received_at=NOW)
+        self.assertIsNone(await self.store.add_inbound_part(other))
+        self.assertEqual(self.count("inbound_parts"), 2)
+
+    async def test_incomplete_parts_are_stored_one_by_one_after_the_timeout(self) -> None:
+        await self.store.add_inbound_part(self.part(1, "A", at=NOW))
+        await self.store.add_inbound_part(self.part(3, "C", at=NOW + 1))
+        self.assertEqual(await self.store.flush_inbound_parts(NOW), [])  # not old enough
+        flushed = await self.store.flush_inbound_parts(NOW + 2)
+        self.assertEqual([(m.text, m.parts) for m in flushed], [("A", 1), ("C", 1)])
+        self.assertEqual(self.count("inbound_parts"), 0)
+        self.assertEqual(len(await self.store.list_inbound(0, 10)), 2)
 
 
 class InboxTests(StoreTestCase):

@@ -42,6 +42,9 @@ log = Logger()
 Notify = Callable[[list[Change]], None]
 
 
+THROTTLED_DELAY = 1.0  # seconds a message refused for speed waits before it is claimed again
+
+
 class SendTimeout(Exception):
     """A gateway did not answer a send within its send_timeout."""
 
@@ -107,7 +110,7 @@ class Dispatcher(Service):
         self._recording: set[Deferred[Any]] = set()
         self._maintenance: LoopingCall | None = None
         self._last_purge = 0.0
-        self.counters = {"sent": 0, "failed": 0, "retried": 0, "expired": 0}
+        self.counters = {"sent": 0, "failed": 0, "retried": 0, "expired": 0, "throttled": 0}
 
     # Life -----------------------------------------------------------------
 
@@ -492,7 +495,9 @@ class Dispatcher(Service):
                 ok.append(r.seq)
             else:
                 (temporary if r.temporary else permanent).append(r)
-        member.finish(now, sent=len(ok), temporary_error=bool(temporary))
+        throttled = bool(temporary) and all(r.throttled for r in temporary)
+        # A throttled link is not a failing one: no strike against the gateway.
+        member.finish(now, sent=len(ok), temporary_error=bool(temporary) and not throttled)
         if ok and self.traffic is not None:
             self.traffic.outbound(message, member.id, ok, now)
         all_results = (*done, *results)
@@ -516,6 +521,22 @@ class Dispatcher(Service):
                     return
             attempts = message.attempts + 1
             error = temporary[0].status or "temporary error"
+            if throttled:  # back to the queue for a moment; not an attempt
+                self.counters["throttled"] += 1
+                self._add_outcome(
+                    Outcome(
+                        message.id,
+                        member.id,
+                        all_results,
+                        State.QUEUED,
+                        now,
+                        now + THROTTLED_DELAY,
+                        False,
+                        error,
+                    )
+                )
+                self._schedule_pump()
+                return
             if self.settings.max_attempts and attempts >= self.settings.max_attempts:
                 state, due = State.FAILED, None
                 error = f"gave up after {attempts} attempts: {error}"

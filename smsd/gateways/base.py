@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 
-from smsd.model import Inbound, Message, PartResult, Report
+from smsd.model import Inbound, InboundPart, Message, PartResult, Report
 
 
 class Health(enum.StrEnum):
@@ -34,6 +34,11 @@ class GatewayEvents(Protocol):
     def receive(self, inbound: Inbound) -> Deferred[int]:
         """Fires with the inbox id once the SMS is committed (then, and only
         then, may a modem delete it from the SIM or an SMSC get its ack)."""
+        ...
+
+    def receive_part(self, part: InboundPart) -> Deferred[int | None]:
+        """One part of a concatenated SMS: fires once it is committed (with the
+        inbox id if it completed its message); then the network may get its ack."""
         ...
 
     def health_changed(self, gateway: Gateway, health: Health, reason: str) -> None: ...

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import attrs
 from twisted.internet.defer import Deferred
 
-from smsd.model import Inbound, Message, OutPart, PartResult, Report, State, User
+from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State, User
 
 
 class StoreError(Exception):
@@ -147,6 +147,8 @@ class Store(Protocol):
     def purge(self, before: float) -> Deferred[int]: ...
     # Inbox
     def add_inbound(self, messages: list[Inbound]) -> Deferred[list[int]]: ...
+    def add_inbound_part(self, part: InboundPart) -> Deferred[Inbound | None]: ...
+    def flush_inbound_parts(self, before: float) -> Deferred[list[Inbound]]: ...
     def list_inbound(
         self, after: int, limit: int, recipients: list[str] | None = None
     ) -> Deferred[list[Inbound]]: ...

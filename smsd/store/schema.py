@@ -118,6 +118,23 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX messages_queued_route ON messages (route, due_at) WHERE state = 'queued'",
         "CREATE INDEX messages_sending ON messages (lease_until) WHERE state = 'sending'",
     ],
+    # 4: parts of concatenated inbound SMS, kept until the message is whole
+    [
+        """CREATE TABLE inbound_parts (
+            gateway TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            ref INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            text TEXT,
+            data BLOB,
+            encoding TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            PRIMARY KEY (gateway, sender, recipient, ref, total, seq)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX inbound_parts_age ON inbound_parts (received_at)",
+    ],
 ]
 
 VERSION = len(MIGRATIONS)

@@ -14,12 +14,14 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
+import attrs
 from twisted.internet import reactor as default_reactor
 from twisted.internet.defer import Deferred
 
 from smsd.model import (
     FINAL_STATES,
     Inbound,
+    InboundPart,
     Message,
     OutPart,
     Report,
@@ -174,6 +176,14 @@ class SQLiteStore:
 
     def add_inbound(self, messages: list[Inbound]) -> Deferred[list[int]]:
         return self._writer.run(_add_inbound, messages)
+
+    def add_inbound_part(self, part: InboundPart) -> Deferred[Inbound | None]:
+        """Commit one part; the whole message (stored, with its id) once it is complete."""
+        return self._writer.run(_add_inbound_part, part)
+
+    def flush_inbound_parts(self, before: float) -> Deferred[list[Inbound]]:
+        """Store as single SMS the parts of messages that stayed incomplete since ``before``."""
+        return self._writer.run(_flush_inbound_parts, before)
 
     def list_inbound(
         self, after: int, limit: int, recipients: list[str] | None = None
@@ -555,10 +565,10 @@ def _select_in(
     return rows
 
 
-_MATCH_PART = (
-    "(message_id, seq) = (SELECT message_id, seq FROM parts WHERE gateway = ?"
-    " AND provider_id = ? ORDER BY sent_at DESC LIMIT 1)"
-)  # the newest part with that id: modems reuse their references
+_MATCH_PART = "gateway = ? AND provider_id = ?"
+# Every part with that id: a link that sends a long text as one message_payload
+# gets one id for all its parts. Drivers whose ids repeat (a modem's TP-MR
+# wraps at 256) make them unique before they hand them over.
 _NOT_FINAL = f"state NOT IN ({','.join(repr(s) for s in sorted(_FINAL))})"
 
 
@@ -575,13 +585,14 @@ def _apply_reports(
             )
             matched = cur.rowcount > 0
         else:
-            row = conn.execute(
+            rows = conn.execute(
                 f"UPDATE parts SET state = ?, status = ?, done_at = ? WHERE {_MATCH_PART}"
                 f" AND {_NOT_FINAL} RETURNING message_id",
                 (rep.state.value, rep.status, rep.at, rep.gateway, rep.provider_id),
-            ).fetchone()
-            if row is not None:
-                touched.setdefault(row[0], []).append((rep.state, rep.status, rep.at))
+            ).fetchall()
+            if rows:
+                for (message_id,) in rows:
+                    touched.setdefault(message_id, []).append((rep.state, rep.status, rep.at))
                 continue
             # Nothing moved: a repeated report for a final part, or no such part yet.
             matched = (
@@ -769,6 +780,69 @@ def _add_inbound(conn: sqlite3.Connection, messages: list[Inbound]) -> list[int]
         )
         ids.append(cur.lastrowid)
     return ids
+
+
+def _add_inbound_part(conn: sqlite3.Connection, part: InboundPart) -> Inbound | None:
+    """Keep a part; when it completes its message, store the whole and return it.
+
+    A part the network sends twice (its acknowledgement got lost) is kept once.
+    """
+    key = (part.gateway, part.sender, part.recipient, part.ref, part.total)
+    conn.execute(
+        "INSERT OR IGNORE INTO inbound_parts (gateway, sender, recipient, ref, total, seq, text,"
+        " data, encoding, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (*key, part.seq, part.text, part.data, part.encoding, part.received_at),
+    )
+    rows = conn.execute(
+        "SELECT seq, text, data, encoding, received_at FROM inbound_parts WHERE gateway = ?"
+        " AND sender = ? AND recipient = ? AND ref = ? AND total = ? ORDER BY seq",
+        key,
+    ).fetchall()
+    if len(rows) < part.total:
+        return None
+    conn.execute(
+        "DELETE FROM inbound_parts WHERE gateway = ? AND sender = ? AND recipient = ?"
+        " AND ref = ? AND total = ?",
+        key,
+    )
+    whole = _joined(part.gateway, part.sender, part.recipient, rows)
+    (message_id,) = _add_inbound(conn, [whole])
+    return attrs.evolve(whole, id=message_id)
+
+
+def _joined(gateway: str, sender: str, recipient: str, rows: list[tuple[Any, ...]]) -> Inbound:
+    """One inbound message of parts (seq, text, data, encoding, received_at), in order."""
+    texts = [r[1] for r in rows]
+    if all(t is not None for t in texts):
+        text, data = "".join(texts), None
+    else:
+        text, data = None, b"".join(r[2] or b"" for r in rows)
+    encodings = {r[3] for r in rows}
+    encoding = encodings.pop() if len(encodings) == 1 else "mixed"
+    return Inbound(gateway, sender, recipient, text, data, encoding, rows[0][4], len(rows))
+
+
+def _flush_inbound_parts(conn: sqlite3.Connection, before: float) -> list[Inbound]:
+    """Messages whose missing parts never came: store what came, each part on its own."""
+    rows = conn.execute(
+        "SELECT gateway, sender, recipient, ref, total, seq, text, data, encoding, received_at"
+        " FROM inbound_parts WHERE (gateway, sender, recipient, ref, total) IN"
+        " (SELECT gateway, sender, recipient, ref, total FROM inbound_parts"
+        "  GROUP BY gateway, sender, recipient, ref, total HAVING max(received_at) < ?)"
+        " ORDER BY gateway, sender, recipient, ref, total, seq",
+        (before,),
+    ).fetchall()
+    stored = []
+    for g, s, r, ref, total, seq, text, data, encoding, at in rows:
+        whole = _joined(g, s, r, [(seq, text, data, encoding, at)])
+        (message_id,) = _add_inbound(conn, [whole])
+        stored.append(attrs.evolve(whole, id=message_id))
+        conn.execute(
+            "DELETE FROM inbound_parts WHERE gateway = ? AND sender = ? AND recipient = ?"
+            " AND ref = ? AND total = ? AND seq = ?",
+            (g, s, r, ref, total, seq),
+        )
+    return stored
 
 
 def _list_inbound(

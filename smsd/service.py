@@ -61,8 +61,8 @@ class CoreEvents:
         self.receiver = receiver
         self.on_health: list[Any] = []
 
-    def report(self, report: Report) -> None:
-        self.reports.report(report)
+    def report(self, report: Report) -> Deferred[None]:
+        return self.reports.report(report)
 
     def receive(self, inbound: Inbound) -> Deferred[int]:
         return self.receiver.receive(inbound)

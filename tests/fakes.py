@@ -259,9 +259,9 @@ class Events:
         self.on_health: list[Callable[[Gateway, Health, str], None]] = []
         self.inbound: list[Inbound] = []
 
-    def report(self, report: Report) -> None:
+    def report(self, report: Report) -> Deferred[None]:
         assert self.sink is not None
-        self.sink.report(report)
+        return self.sink.report(report)
 
     def receive(self, inbound: Inbound) -> Deferred[int]:
         self.inbound.append(inbound)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -27,29 +28,42 @@ class ReportSink:
         self.reactor = reactor
         self.notify = notify
         self._batch: list[Report] = []
+        self._waiting: list[Deferred[None]] = []
         self._call: Any = None
         self.received = 0
 
-    def report(self, report: Report) -> None:
+    def report(self, report: Report) -> Deferred[None]:
+        """Fires once the report is committed: a driver acknowledges it to the
+        network only then, so that a crash cannot lose a report already acked."""
         if not report.at:
             report = attrs.evolve(report, at=self.reactor.seconds())
+        d: Deferred[None] = Deferred()
         self._batch.append(report)
+        self._waiting.append(d)
         self.received += 1
         if self._call is None:
             self._call = self.reactor.callLater(0, self.flush)
+        return d
 
     def flush(self) -> Any:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
         self._call = None
         if not self._batch:
             return None
         batch, self._batch = self._batch, []
+        waiting, self._waiting = self._waiting, []
         d = self.store.apply_reports(batch)
-        d.addCallbacks(self._applied, self._failed, errbackArgs=(len(batch),))
+        d.addCallbacks(self._applied, self._failed, callbackArgs=(waiting,), errbackArgs=(waiting,))
         return d
 
-    def _applied(self, changes: list[Change]) -> None:
+    def _applied(self, changes: list[Change], waiting: list[Deferred[None]]) -> None:
+        for d in waiting:
+            d.callback(None)
         if changes:
             self.notify(changes)
 
-    def _failed(self, failure: Failure, count: int) -> None:
-        log.failure("applying {count} delivery reports failed", failure, count=count)
+    def _failed(self, failure: Failure, waiting: list[Deferred[None]]) -> None:
+        log.failure("applying {count} delivery reports failed", failure, count=len(waiting))
+        for d in waiting:
+            d.errback(failure)

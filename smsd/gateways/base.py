@@ -29,7 +29,9 @@ class Health(enum.StrEnum):
 class GatewayEvents(Protocol):
     """What the core gives each gateway to report what the network says."""
 
-    def report(self, report: Report) -> None: ...
+    def report(self, report: Report) -> Deferred[None]:
+        """Fires once the report is committed (then the network may get its ack)."""
+        ...
 
     def receive(self, inbound: Inbound) -> Deferred[int]:
         """Fires with the inbox id once the SMS is committed (then, and only

@@ -37,6 +37,8 @@ setup(
             "gsm0338>=1.1",
             "smspdudecoder>=2.2",
             "bitstring<5",
+            "smpp.pdu3>=0.6",
+            "smpp34>=1.5",
             "ruff>=0.6",
         ],
     },

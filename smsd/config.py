@@ -257,7 +257,7 @@ class Config:
         return [g.common.id for g in self.gateways]
 
 
-GATEWAY_TYPES = {"loopback": "smsd.gateways.loopback"}
+GATEWAY_TYPES = {"loopback": "smsd.gateways.loopback", "smpp": "smsd.gateways.smpp"}
 
 EMBEDDED_DEFAULT = """
 [[gateway]]

@@ -33,7 +33,7 @@ from smsd.config import (
     load,
 )
 from smsd.configschema import Duration, convert, parse_duration
-from smsd.gateways import loopback
+from smsd.gateways import loopback, smpp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "smsd.toml")
@@ -48,7 +48,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "dispatch": (DispatchSection,),
     "inbound": (InboundSection,),
     "http": (HttpSection,),
-    "gateway": (GatewaySection, loopback.Options),
+    "gateway": (GatewaySection, loopback.Options, smpp.Options),
     "route": (RouteSection,),
 }
 
@@ -602,7 +602,7 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
             '[[gateway]]\nid = "modem1"\ntype = "modem"\n',
             "gateway.modem1.type",
             "'modem'",
-            "known: loopback",
+            "known: loopback, smpp",
         )
 
     def test_gateway_id_missing(self) -> None:
@@ -766,7 +766,7 @@ class DaemonTests(TempDirMixin, unittest.SynchronousTestCase):
         self.write('[[gateway]]\nid = "modem1"\ntype = "modem"\n', "bad.toml")
         self.assertEqual(
             self.refusal("bad.toml"),
-            "smsd: bad.toml: gateway.modem1.type: unknown gateway type 'modem' (known: loopback)",
+            "smsd: bad.toml: gateway.modem1.type: unknown gateway type 'modem' (known: loopback, smpp)",
         )
 
     def test_unknown_section(self) -> None:

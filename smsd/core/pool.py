@@ -97,7 +97,7 @@ class Member:
         return cls(
             gateway,
             now=now,
-            window=common.window,
+            window=gateway.in_flight_limit(common.window),
             throughput=common.throughput,
             weight=common.weight,
             max_failures=common.max_failures,

@@ -72,6 +72,11 @@ class Gateway(Service):
         """
         raise NotImplementedError
 
+    def in_flight_limit(self, window: int) -> int:
+        """How many messages the pool may hand over at once, given the link's window
+        (a driver with several connections multiplies it)."""
+        return window
+
     def status(self) -> dict[str, Any]:
         """What the health page shows about this gateway, beyond its state."""
         return {}

@@ -766,7 +766,8 @@ class DaemonTests(TempDirMixin, unittest.SynchronousTestCase):
         self.write('[[gateway]]\nid = "modem1"\ntype = "modem"\n', "bad.toml")
         self.assertEqual(
             self.refusal("bad.toml"),
-            "smsd: bad.toml: gateway.modem1.type: unknown gateway type 'modem' (known: loopback, smpp)",
+            "smsd: bad.toml: gateway.modem1.type: unknown gateway type 'modem'"
+            " (known: loopback, smpp)",
         )
 
     def test_unknown_section(self) -> None:

@@ -1296,6 +1296,40 @@ class ReceiptTests(SynchronousTestCase):
         assert r is not None
         self.assertEqual((r.id, r.stat, r.err), ("77", "REJECTD", "011"))
 
+    def test_essentials_agree_with_the_full_parse(self) -> None:
+        """receipt_essentials (what the gateway uses) finds what receipt_from_pdu finds."""
+        pdus = [
+            smpp.decode(DELIVER_SM_RECEIPT),
+            self.deliver(
+                text=b"id:999 stat:DELIVRD err:000",
+                tlvs=[
+                    (Tag.RECEIPTED_MESSAGE_ID, "abc"),
+                    (Tag.MESSAGE_STATE, 5),
+                    (Tag.NETWORK_ERROR_CODE, b"\x03\x00\x22"),
+                ],
+            ),
+            self.deliver(
+                esm_class=0, tlvs=[(Tag.RECEIPTED_MESSAGE_ID, "XYZ"), (Tag.MESSAGE_STATE, 3)]
+            ),
+            self.deliver(text=b"ID:7f3a SUB:001 Stat:undeliv Err:005 Text:x stat:DELIVRD"),
+            self.deliver(text=RECEIPT_TEXT.encode()),
+            self.deliver(4, b"garbage"),
+            self.deliver(0, b"hello"),
+            smpp.make(
+                Command.DATA_SM,
+                1,
+                esm_class=4,
+                tlvs=[(Tag.MESSAGE_PAYLOAD, b"id:77 stat:REJECTD err:011")],
+            ),
+        ]
+        for pdu in pdus:
+            full = smpp.receipt_from_pdu(pdu)
+            quick = smpp.receipt_essentials(pdu)
+            if full is None:
+                self.assertIsNone(quick)
+            else:
+                self.assertEqual(quick, (full.id, full.stat, full.err), pdu)
+
 
 class NormaliseIdTests(SynchronousTestCase):
     def test_hex_and_decimal_meet(self) -> None:

@@ -235,7 +235,7 @@ class _MessageResult:
 
     def set(self, seqs: tuple[int, ...], result: PartResult) -> None:
         for seq in seqs:
-            self.results[seq] = attrs.evolve(result, seq=seq)
+            self.results[seq] = result if result.seq == seq else attrs.evolve(result, seq=seq)
         self.waiting -= 1
         if self.waiting == 0:
             self.deferred.callback([self.results[p.seq] for p in self.message.parts])
@@ -419,34 +419,42 @@ class SmppGateway(Gateway):
     def _fail_queue(self, why: str) -> None:
         while self.queue:
             s = self.queue.popleft()
-            s.result.set(s.seqs, PartResult(0, False, status=why, temporary=True))
+            s.result.set(s.seqs, PartResult(s.seqs[0], False, status=why, temporary=True))
 
     def answered(self, submission: _Submission, status: int, message_id: str | None) -> None:
         """The SMSC's verdict on one submit_sm."""
         if status == 0:
             provider_id = smpp.normalise_id(message_id or "", self.options.message_id) or None
             self.counters["submitted"] += 1
-            submission.result.set(submission.seqs, PartResult(0, True, provider_id=provider_id))
+            submission.result.set(
+                submission.seqs, PartResult(submission.seqs[0], True, provider_id=provider_id)
+            )
             return
         words = smpp.status_name(status)
         if status in THROTTLING and status in self.temporary:
             self.counters["throttled"] += 1
             submission.result.set(
-                submission.seqs, PartResult(0, False, status=words, temporary=True, throttled=True)
+                submission.seqs,
+                PartResult(submission.seqs[0], False, status=words, temporary=True, throttled=True),
             )
             return
         temporary = status in self.temporary
         submission.result.set(
-            submission.seqs, PartResult(0, False, status=words, temporary=temporary)
+            submission.seqs,
+            PartResult(submission.seqs[0], False, status=words, temporary=temporary),
         )
 
     def unanswered(self, submission: _Submission, why: str) -> None:
         """No response will come for this submit_sm (timeout, lost connection)."""
         self.counters["unanswered"] += 1
         if self.options.unanswered == "resend":
-            result = PartResult(0, False, status=f"{why}; sent again", temporary=True)
+            result = PartResult(
+                submission.seqs[0], False, status=f"{why}; sent again", temporary=True
+            )
         else:
-            result = PartResult(0, True, status=f"{why}; assumed accepted, not sent again")
+            result = PartResult(
+                submission.seqs[0], True, status=f"{why}; assumed accepted, not sent again"
+            )
         submission.result.set(submission.seqs, result)
 
     # Receiving -------------------------------------------------------------
@@ -455,8 +463,8 @@ class SmppGateway(Gateway):
         """deliver_sm or data_sm: a receipt or an MO, answered once committed, on the
         connection it came on (if that is gone, the SMSC will send it again)."""
         try:
-            receipt = smpp.receipt_from_pdu(pdu)
-            d = self._receipt(receipt) if receipt is not None else self._mo(pdu)
+            receipt = smpp.receipt_essentials(pdu)
+            d = self._receipt(*receipt) if receipt is not None else self._mo(pdu)
         except Exception:
             log.failure("gateway {id}: cannot handle a deliver_sm", id=self.id)
             link.respond(sequence, command, 0x64)  # ESME_RX_T_APPN: the SMSC tries again
@@ -468,12 +476,12 @@ class SmppGateway(Gateway):
 
         d.addCallbacks(lambda _: link.respond(sequence, command, 0), failed)
 
-    def _receipt(self, receipt: Any) -> Deferred[Any]:
+    def _receipt(self, receipt_id: str | None, stat: str | None, err: str | None) -> Deferred[Any]:
         self.counters["receipts"] += 1
-        stat = (receipt.stat or "UNKNOWN").upper()
+        stat = (stat or "UNKNOWN").upper()
         state = RECEIPT_STATES.get(stat, State.SENT)
-        words = f"stat:{stat} err:{receipt.err or '000'}"
-        provider_id = smpp.normalise_id(receipt.id or "", self.options.receipt_id)
+        words = f"stat:{stat} err:{err or '000'}"
+        provider_id = smpp.normalise_id(receipt_id or "", self.options.receipt_id)
         return self.events.report(
             Report(self.id, provider_id, state, words, self.reactor.seconds())
         )
@@ -554,6 +562,7 @@ class _Bind:
         self.stopping = False
         self.closed: Deferred[None] = succeed(None)
         self._retry: Any = None
+        self._unbind_timeout: Any = None  # closes the connection if unbind_resp never comes
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = self.reactor
 
@@ -607,6 +616,9 @@ class _Bind:
         was_bound, self.bound = self.bound, False
         if self._ticker.running:
             self._ticker.stop()
+        if self._unbind_timeout is not None and self._unbind_timeout.active():
+            self._unbind_timeout.cancel()
+        self._unbind_timeout = None
         if not self.problem or was_bound:
             self.problem = f"connection lost: {reason.getErrorMessage()}"
         if not self.closed.called:
@@ -622,7 +634,7 @@ class _Bind:
         if self.bound:
             self.protocol.session.unbind(now=self.reactor.seconds())
             self.protocol.flush()
-            self.reactor.callLater(5.0, self._close)
+            self._unbind_timeout = self.reactor.callLater(5.0, self._close)
         else:
             self._close()
 
@@ -720,7 +732,7 @@ class _Bind:
         assert self.protocol is not None
         submission.bind = self
         self.protocol.session.submit(submission.params, submission.tlvs, now=now, ref=submission)
-        self.protocol.flush()
+        self.protocol.flush_soon()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -737,6 +749,7 @@ class _SmppProtocol(Protocol):
     def __init__(self, bind: _Bind) -> None:
         self.bind = bind
         self.session = smpp.EsmeSession(max_length=bind.gateway.options.max_pdu)
+        self._flush_call: Any = None
 
     def connectionMade(self) -> None:
         self.bind.connected(self)
@@ -749,9 +762,18 @@ class _SmppProtocol(Protocol):
     def respond(self, sequence: int, command: int, status: int) -> None:
         """Answer a deliver_sm on this connection (nothing if it has closed since)."""
         if self.session.respond(sequence, command, status):
-            self.flush()
+            self.flush_soon()
+
+    def flush_soon(self) -> None:
+        """Write at the end of this reactor turn: the answers to a burst of
+        receipts, or a window of submit_sm, go out in one write."""
+        if self._flush_call is None:
+            self._flush_call = self.bind.reactor.callLater(0, self.flush)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
         lost = self.session.expired(float("inf"), 0.0)  # will never be answered now
         for _, _, ref in lost:
             if isinstance(ref, _Submission):
@@ -759,6 +781,10 @@ class _SmppProtocol(Protocol):
         self.bind.lost(reason if reason is not None else Failure(ConnectionError()))
 
     def flush(self) -> None:
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
         data = self.session.data_to_send()
         if data and self.transport is not None:
             self.transport.write(data)

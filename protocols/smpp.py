@@ -1303,12 +1303,21 @@ def parse_receipt(text: str | bytes) -> Receipt | None:
 _RECEIPT_ESM_TYPES = 0x04 | 0x08 | 0x20  # SMSC receipt, SME delivery ack, intermediate notice
 
 
+def _marked_receipt(pdu: Pdu, tlv_id: str | None) -> bool:
+    """esm_class says receipt, or (for SMSCs that leave esm_class 0) both receipt TLVs are
+    there. receipted_message_id alone is not enough: Kannel's drive_smpp puts a dummy one on
+    every MO."""
+    if pdu.params.get("esm_class", 0) & _RECEIPT_ESM_TYPES:
+        return True
+    return tlv_id is not None and pdu.tlv(Tag.MESSAGE_STATE) is not None
+
+
 def receipt_from_pdu(pdu: Pdu, *, sniff: bool = False) -> Receipt | None:
     """The receipt a deliver_sm or data_sm carries, or None when it is an ordinary MO.
 
     It is a receipt when esm_class says so (0x04 SMSC receipt, 0x08 SME ack, 0x20 intermediate
-    notification) or the receipted_message_id TLV is there; with ``sniff`` also when an
-    esm_class 0 text parses as one (for SMSCs that do not mark receipts). The TLVs
+    notification) or the receipted_message_id and message_state TLVs are there; with ``sniff``
+    also when an esm_class 0 text parses as one (for SMSCs that do not mark receipts). The TLVs
     receipted_message_id, message_state (1..8 -> ENROUTE, DELIVRD, EXPIRED, DELETED, UNDELIV,
     ACCEPTD, UNKNOWN, REJECTD) and network_error_code win over the text; the text (from
     short_message, else message_payload) fills the rest. A PDU marked as a receipt always gives
@@ -1316,7 +1325,7 @@ def receipt_from_pdu(pdu: Pdu, *, sniff: bool = False) -> Receipt | None:
     if pdu.command not in (Command.DELIVER_SM, Command.DATA_SM):
         return None
     tlv_id = pdu.tlv_str(Tag.RECEIPTED_MESSAGE_ID)
-    marked = bool(pdu.params.get("esm_class", 0) & _RECEIPT_ESM_TYPES) or tlv_id is not None
+    marked = _marked_receipt(pdu, tlv_id)
     body = pdu.params.get("short_message") or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
     parsed = parse_receipt(body) if (marked or sniff) else None
     if not marked and (parsed is None or parsed.id is None or parsed.stat is None):
@@ -1341,11 +1350,11 @@ def receipt_essentials(pdu: Pdu) -> tuple[str | None, str | None, str | None] | 
     """(id, stat, err) of a receipt, or None for an MO: what a gateway needs to
     match it, at a fraction of receipt_from_pdu's cost (no dates, no Receipt).
 
-    Same rules as receipt_from_pdu (marked by esm_class or the receipted_message_id
-    TLV; TLVs win over the text), without ``sniff``.
+    Same rules as receipt_from_pdu (marked by esm_class or the receipt TLVs; TLVs win
+    over the text), without ``sniff``.
     """
     tlv_id = pdu.tlv_str(Tag.RECEIPTED_MESSAGE_ID)
-    if not (pdu.params.get("esm_class", 0) & _RECEIPT_ESM_TYPES) and tlv_id is None:
+    if not _marked_receipt(pdu, tlv_id):
         return None
     receipt_id = tlv_id.strip() if tlv_id else None
     state = pdu.tlv_int(Tag.MESSAGE_STATE)

@@ -93,6 +93,7 @@ class Smsd(MultiService):
         self.channels: list[Service] = []
         self.listen: list[str] = []  # each channel's endpoint, for error messages
         self.dispatcher: Dispatcher | None = None
+        self.submitter: Submitter | None = None  # what every channel submits through
         self.receiver: Service | None = None
         self.closers: list[Any] = []  # called last, in order (traffic log, ...)
         self.started_at = 0.0
@@ -211,6 +212,7 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         router=router,
         taker=dispatcher,
     )
+    root.submitter = submitter
     portal = make_portal(Directory(store, reactor))
     callbacks = Callbacks(
         reactor, timeout=config.http.callback_timeout, attempts=config.http.callback_attempts

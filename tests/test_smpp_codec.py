@@ -1296,6 +1296,15 @@ class ReceiptTests(SynchronousTestCase):
         assert r is not None
         self.assertEqual((r.id, r.stat, r.err), ("77", "REJECTD", "011"))
 
+    def test_mo_with_a_stray_receipted_message_id_is_an_mo(self) -> None:
+        """Kannel's drive_smpp puts a dummy receipted_message_id on every MO (esm_class 0):
+        without message_state too, that is an MO, not a receipt to match."""
+        mo = self.deliver(0, b"1", tlvs=[(Tag.RECEIPTED_MESSAGE_ID, "receipted_message_id")])
+        self.assertIsNone(smpp.receipt_from_pdu(mo))
+        self.assertIsNone(smpp.receipt_essentials(mo))
+        both = self.deliver(0, b"", tlvs=[(Tag.RECEIPTED_MESSAGE_ID, "77"), (Tag.MESSAGE_STATE, 2)])
+        self.assertEqual(smpp.receipt_essentials(both), ("77", "DELIVRD", None))
+
     def test_essentials_agree_with_the_full_parse(self) -> None:
         """receipt_essentials (what the gateway uses) finds what receipt_from_pdu finds."""
         pdus = [

@@ -179,8 +179,8 @@ class SmppCase(unittest.TestCase):
         """Queue one SMS as the HTTP form would; its message id."""
         assert self.root is not None
         fields.setdefault("recipients", (ALICE,))
-        submitter = self.root.channels[0].factory.resource.children[b"sms"].ctx.submitter
-        accepted = await submitter.submit(Submission(text=text, **fields), None)
+        assert self.root.submitter is not None
+        accepted = await self.root.submitter.submit(Submission(text=text, **fields), None)
         return accepted[0].id
 
     async def message(self, message_id: int) -> dict[str, Any]:

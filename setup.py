@@ -28,6 +28,7 @@ setup(
         "pyserial>=3.5",
         "phonenumbers>=8.13",
         "anyascii>=0.3",
+        "httptools>=0.6",
     ],
     extras_require={
         "test": [

@@ -10,11 +10,8 @@ authenticates with HTTP Basic or ``user``/``pass`` parameters. HTTPS is an
 from __future__ import annotations
 
 import base64
-import io
 import ipaddress
 import json
-import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,11 +20,10 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import http, resource, server
 
+from smsd.channels.httpserver import HttpSite, Request
 from smsd.config import HttpSection
 from smsd.core.submit import Refused, Submitter
 from smsd.core.users import IAccount
@@ -96,7 +92,7 @@ class HttpContext:
         return hit
 
     def caller(
-        self, request: server.Request, user: str | None, password: str | None
+        self, request: Request, user: str | None, password: str | None
     ) -> Caller | Deferred[Caller]:
         """Authenticate; credentials, when given, are checked even from trusted networks.
 
@@ -130,7 +126,7 @@ def then(value: Any, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(value, *args)
 
 
-def _basic_credentials(request: server.Request) -> tuple[str, str] | None:
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
     header = request.getHeader(b"authorization")
     if not header or header[:6].lower() != b"basic ":
         return None
@@ -142,120 +138,22 @@ def _basic_credentials(request: server.Request) -> tuple[str, str] | None:
     return (name, password) if sep else None
 
 
-class BoundedContent(io.BytesIO):
-    """A request body that stops keeping bytes past ``limit`` (then: 413)."""
-
-    def __init__(self, limit: int, length: int | None) -> None:
-        super().__init__()
-        self.limit = limit
-        self.too_large = length is not None and length > limit
-
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        if self.too_large or self.tell() + len(data) > self.limit:
-            self.too_large = True
-            return len(data)
-        return super().write(data)
-
-
-class _Channel(http.HTTPChannel):
-    """Asks for the local address once per connection, not once per request.
-
-    twisted.web's Request calls ``channel.getHost()`` for every request, a
-    getsockname system call each time; on keep-alive connections the answer
-    never changes.
-    """
-
-    _host: Any = None
-    last_data = 0.0  # monotonic time of the last bytes from the client
-
-    def getHost(self) -> Any:
-        if self._host is None:
-            self._host = super().getHost()
-        return self._host
-
-    def dataReceived(self, data: bytes) -> None:
-        self.last_data = time.monotonic()
-        super().dataReceived(data)
-
-
-class Site(server.Site):
-    """twisted.web's Site with an idle-connection sweep instead of its timers.
-
-    twisted.web cancels and recreates a connection's timeout timer for every
-    request, thousands of timers a second under load (the reactor's heap
-    churns). Here a sweep every quarter of ``idle_timeout`` closes the
-    connections that sent nothing for that long and wait for no answer.
-    """
-
-    def __init__(
-        self, root: resource.Resource, max_body: int, idle_timeout: float, reactor: Any = None
-    ) -> None:
-        super().__init__(root, reactor=reactor)
-        self.max_body = max_body
-        self.displayTracebacks = False
-        self.idle_timeout = idle_timeout
-        self.channels: weakref.WeakSet[_Channel] = weakref.WeakSet()
-        if hasattr(http, "_GenericHTTPChannelProtocol"):  # else: Twisted's own timers
-            self.timeOut = None
-            self._sweep = LoopingCall(self._close_idle)
-            self._sweep.clock = self.reactor
-        else:
-            self._sweep = None
-
-    def protocol(self) -> Any:  # type: ignore[override]
-        if self._sweep is None:
-            return http._genericHTTPChannelProtocolFactory(self)
-        channel = _Channel()
-        channel.last_data = time.monotonic()
-        self.channels.add(channel)
-        return http._GenericHTTPChannelProtocol(channel)
-
-    def startFactory(self) -> None:
-        super().startFactory()
-        if self._sweep is not None and not self._sweep.running:
-            self._sweep.start(max(1.0, self.idle_timeout / 4), now=False)
-
-    def stopFactory(self) -> None:
-        if self._sweep is not None and self._sweep.running:
-            self._sweep.stop()
-        super().stopFactory()
-
-    def _close_idle(self) -> None:
-        limit = time.monotonic() - self.idle_timeout
-        for channel in list(self.channels):
-            idle = channel.last_data < limit and not getattr(channel, "_handlingRequest", False)
-            if idle and channel.transport is not None:
-                channel.transport.loseConnection()
-
-    def getContentFile(self, length: int | None) -> BoundedContent:
-        return BoundedContent(self.max_body, length)
-
-    def log(self, request: server.Request) -> None:
-        """No access log line per request: the traffic log counts SMS, not hits."""
-
-
 Answer = tuple[Any, ...]  # (code, content type, body[, headers])
 
 
-class AsyncResource(resource.Resource):
-    """A leaf resource whose handlers return an Answer or a Deferred of one.
+class AsyncResource:
+    """A resource whose handlers return an Answer or a Deferred of one.
 
     Handlers that can answer at once (a refusal, a trusted client's submit
     before the store's Deferred) skip Deferred machinery on the hot path.
     """
 
-    isLeaf = True
     json_errors = True
 
     def __init__(self, ctx: HttpContext) -> None:
-        super().__init__()
         self.ctx = ctx
 
-    def render(self, request: server.Request) -> Any:
-        content = request.content
-        if isinstance(content, BoundedContent) and content.too_large:
-            self._write(request, *self.error(413, f"request body over {content.limit} bytes"))
-            return server.NOT_DONE_YET
+    def render(self, request: Request) -> None:
         handler = getattr(self, "handle_" + request.method.decode("ascii", "replace"), None)
         if handler is None:
             allowed = sorted(m[7:] for m in dir(self) if m.startswith("handle_"))
@@ -264,7 +162,7 @@ class AsyncResource(resource.Resource):
                 request,
                 *self.error(405, f"method {request.method.decode(errors='replace')} not allowed"),
             )
-            return server.NOT_DONE_YET
+            return
         try:
             answer = handler(request)
         except Exception:
@@ -278,23 +176,21 @@ class AsyncResource(resource.Resource):
             )
         else:
             self._write(request, *answer)
-        return server.NOT_DONE_YET
 
-    def _deliver(self, answer: Answer, request: server.Request) -> None:
-        # Twisted marks a request whose client went away; writing to it would raise.
-        if getattr(request, "_disconnected", False):
+    def _deliver(self, answer: Answer, request: Request) -> None:
+        if request.disconnected:  # the client went away while we waited
             return
         try:
             self._write(request, *answer)
         except Exception:
             log.failure("writing an HTTP answer failed")
 
-    def _deliver_failure(self, failure: Failure, request: server.Request) -> None:
+    def _deliver_failure(self, failure: Failure, request: Request) -> None:
         self._deliver(self._failure(failure, request), request)
 
     def _write(
         self,
-        request: server.Request,
+        request: Request,
         code: int,
         ctype: bytes,
         body: bytes,
@@ -304,11 +200,10 @@ class AsyncResource(resource.Resource):
         request.setHeader(b"content-type", ctype)
         for k, v in (headers or {}).items():
             request.setHeader(k, v)
-        request.setHeader(b"content-length", str(len(body)).encode())
         request.write(body)
         request.finish()
 
-    def _failure(self, failure: Failure, request: server.Request) -> tuple[Any, ...]:
+    def _failure(self, failure: Failure, request: Request) -> tuple[Any, ...]:
         if failure.check(Unauthorized):
             code, ctype, body = self.error(401, str(failure.value))
             realm = self.ctx.settings.realm.replace('"', "")
@@ -339,13 +234,20 @@ def json_answer(code: int, value: Any) -> tuple[int, bytes, bytes]:
     return code, b"application/json", json.dumps(value, ensure_ascii=False).encode() + b"\n"
 
 
-def make_site(ctx: HttpContext) -> Site:
+class _NotFound(AsyncResource):
+    def render(self, request: Request) -> None:
+        self._write(request, *self.error(404, "no such resource"))
+
+
+def make_site(ctx: HttpContext) -> HttpSite:
     from smsd.channels.http_api import ApiV1
     from smsd.channels.http_sms import SmsForm
 
-    root = resource.Resource()
-    root.putChild(b"sms", SmsForm(ctx))
-    api = resource.Resource()
-    api.putChild(b"v1", ApiV1(ctx))
-    root.putChild(b"api", api)
-    return Site(root, ctx.settings.max_body, ctx.settings.idle_timeout, ctx.reactor)
+    routes = {(b"sms",): SmsForm(ctx), (b"api", b"v1"): ApiV1(ctx)}
+    return HttpSite(
+        routes,
+        max_body=ctx.settings.max_body,
+        idle_timeout=ctx.settings.idle_timeout,
+        reactor=ctx.reactor,
+        not_found=_NotFound(ctx).render,
+    )

@@ -16,9 +16,9 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.web import server
 
 from smsd.channels.http import AsyncResource, Caller, HttpError, json_answer, then
+from smsd.channels.httpserver import Request
 from smsd.configschema import parse_duration
 from smsd.model import Inbound, Submission
 
@@ -51,7 +51,7 @@ def parse_time(value: Any, name: str) -> float | None:
     raise HttpError(400, f"{name}: expected ISO 8601 time or epoch seconds, got {value!r}")
 
 
-def _body(request: server.Request) -> dict[str, Any]:
+def _body(request: Request) -> dict[str, Any]:
     raw = request.content.read() if request.content is not None else b""
     try:
         value = json.loads(raw or b"null")
@@ -109,7 +109,7 @@ KNOWN_FIELDS = {
 
 
 class ApiV1(AsyncResource):
-    def handle_GET(self, request: server.Request) -> Deferred[Any]:
+    def handle_GET(self, request: Request) -> Deferred[Any]:
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
         caller = self.ctx.caller(request, None, None)
         if path == ["health"]:
@@ -120,7 +120,7 @@ class ApiV1(AsyncResource):
             return then(caller, self._inbound_list, request)
         return then(caller, self._not_found)
 
-    def handle_POST(self, request: server.Request) -> Deferred[Any]:
+    def handle_POST(self, request: Request) -> Deferred[Any]:
         path = [p.decode("utf-8", "replace") for p in request.postpath if p]
         caller = self.ctx.caller(request, None, None)
         if path == ["messages"]:
@@ -134,7 +134,7 @@ class ApiV1(AsyncResource):
 
     # POST /messages ----------------------------------------------------------
 
-    def _submit(self, caller: Caller, request: server.Request) -> Deferred[Any]:
+    def _submit(self, caller: Caller, request: Request) -> Deferred[Any]:
         body = _body(request)
         unknown = sorted(set(body) - KNOWN_FIELDS)
         if unknown:
@@ -223,7 +223,7 @@ class ApiV1(AsyncResource):
 
     # Inbound -----------------------------------------------------------------
 
-    def _inbound_list(self, caller: Caller, request: server.Request) -> Deferred[Any]:
+    def _inbound_list(self, caller: Caller, request: Request) -> Deferred[Any]:
         def number(name: str, default: int, hi: int) -> int:
             raw = request.args.get(name.encode(), [b""])[-1]
             if not raw:
@@ -246,7 +246,7 @@ class ApiV1(AsyncResource):
             lambda rows: json_answer(200, {"inbound": [inbound_view(m) for m in rows]})
         )
 
-    def _inject(self, caller: Caller, request: server.Request) -> Deferred[Any]:
+    def _inject(self, caller: Caller, request: Request) -> Deferred[Any]:
         if not caller.trusted:
             raise HttpError(403, "injecting inbound SMS is allowed from trusted networks only")
         body = _body(request)

@@ -15,9 +15,9 @@ import binascii
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.web import server
 
 from smsd.channels.http import AsyncResource, Caller, HttpError, then
+from smsd.channels.httpserver import Request
 from smsd.model import Submission
 
 
@@ -58,12 +58,12 @@ def _flag(raw: bytes | None) -> bool:
 class SmsForm(AsyncResource):
     json_errors = False
 
-    def handle_GET(self, request: server.Request) -> Deferred[Any]:
+    def handle_GET(self, request: Request) -> Deferred[Any]:
         return self._handle(request)
 
     handle_POST = handle_GET
 
-    def _handle(self, request: server.Request) -> Deferred[Any]:
+    def _handle(self, request: Request) -> Deferred[Any]:
         # The last value of each parameter, looked up by name from here on.
         args = {k: v[-1] for k, v in request.args.items() if v}
         charset = (args.get(b"charset") or b"utf-8").decode("ascii", "replace")

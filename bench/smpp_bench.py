@@ -308,7 +308,7 @@ class SmsdUnderTest:
     def details(self) -> dict[str, Any]:
         h = self.health()
         return {
-            "sent": h["dispatcher"]["sent"],
+            "dispatcher": h["dispatcher"],
             "reports_received": h["reports_received"],
             "gateway": next((g for g in h["gateways"] if g.get("id") == "sink"), None),
         }

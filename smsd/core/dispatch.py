@@ -110,7 +110,15 @@ class Dispatcher(Service):
         self._recording: set[Deferred[Any]] = set()
         self._maintenance: LoopingCall | None = None
         self._last_purge = 0.0
-        self.counters = {"sent": 0, "failed": 0, "retried": 0, "expired": 0, "throttled": 0}
+        self.counters = {
+            "sent": 0,
+            "failed": 0,
+            "retried": 0,
+            "expired": 0,
+            "throttled": 0,
+            "claims": 0,  # claims from the store (not counting those made at commit)
+            "claimed": 0,  # messages they brought
+        }
 
     # Life -----------------------------------------------------------------
 
@@ -295,6 +303,8 @@ class Dispatcher(Service):
 
     def _claimed(self, messages: list[Message], limits: dict[str | None, int]) -> None:
         self._claiming = False
+        self.counters["claims"] += 1
+        self.counters["claimed"] += len(messages)
         now = self.reactor.seconds()
         if not self.running:  # stopped while the claim was on its way: give them back
             for m in messages:

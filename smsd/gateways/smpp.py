@@ -90,6 +90,11 @@ def parse_status(value: str) -> int:
         raise ValueError(f"not an SMPP status name or number: {value!r}") from None
 
 
+def _backlog(value: int) -> None:
+    if value < -1:
+        raise ValueError(f"must be -1 (automatic) or more, got {value}")
+
+
 def _ton_npi(value: int) -> None:
     if not -1 <= value <= 255:
         raise ValueError(f"must be -1 (automatic) or 0..255, got {value}")
@@ -110,6 +115,12 @@ class Options:
         _choice(*BIND_MODES),
     )
     binds: int = setting(1, "binds that send (each with its own window)")
+    backlog: int = setting(
+        -1,
+        "messages held ready per sending bind beyond its window, so that a free window slot"
+        " never waits for the store; -1: four windows",
+        _backlog,
+    )
     tls: bool = setting(False, "TLS to the SMSC (the host name is verified)")
     enquire_link: Duration = setting(Duration(30), "enquire_link after this long idle")
     response_timeout: Duration = setting(
@@ -303,8 +314,13 @@ class SmppGateway(Gateway):
         return d
 
     def in_flight_limit(self, window: int) -> int:
+        """The window of every sending bind, and a backlog for each: the dispatcher
+        claims from the store in batches, and a window that empties while a claim
+        is being committed would idle the link (measured: with the window alone,
+        one claim of nine messages per SMSC round trip)."""
         self.window = window  # unacknowledged submit_sm per bind
-        return window * max(1, sum(b.mode != "receiver" for b in self.binds))
+        backlog = self.options.backlog if self.options.backlog >= 0 else 4 * window
+        return (window + backlog) * max(1, sum(b.mode != "receiver" for b in self.binds))
 
     def status(self) -> dict[str, Any]:
         return {
@@ -323,6 +339,9 @@ class SmppGateway(Gateway):
         else:
             reasons = [b.problem for b in sending if b.problem]
             self.set_health(Health.DOWN, reasons[0] if reasons else "not bound")
+            # What waits here was never sent: back to the queue at once, for this
+            # link when it is back or for another gateway, not held until a timeout.
+            self._fail_queue(f"not sent: {self.health_reason}")
         self._schedule_pump()
 
     # Sending ---------------------------------------------------------------
@@ -417,9 +436,12 @@ class SmppGateway(Gateway):
                 self.reactor.callLater(min(pauses) - now, self._schedule_pump)
 
     def _fail_queue(self, why: str) -> None:
+        """Submissions never sent: requeued without counting an attempt (as throttled ones)."""
         while self.queue:
             s = self.queue.popleft()
-            s.result.set(s.seqs, PartResult(s.seqs[0], False, status=why, temporary=True))
+            s.result.set(
+                s.seqs, PartResult(s.seqs[0], False, status=why, temporary=True, throttled=True)
+            )
 
     def answered(self, submission: _Submission, status: int, message_id: str | None) -> None:
         """The SMSC's verdict on one submit_sm."""

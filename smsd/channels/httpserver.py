@@ -11,6 +11,7 @@ bodies; this module adds only what the channel needs:
 
 * requests answered one at a time and in order (pipelined requests wait);
 * keep-alive as HTTP/1.0 and 1.1 define it, ``Expect: 100-continue``, HEAD;
+* ``Upgrade`` offers (h2c, WebSocket) declined: the connection goes on in HTTP/1.1;
 * limits: head size, body size (413 before the body is read), idle
   connections closed by a sweep;
 * query strings and urlencoded or multipart form bodies as ``args`` (the

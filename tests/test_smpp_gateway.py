@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 import gsm0338  # noqa: F401 - registers the "gsm03.38" codec
-from twisted.internet import defer
+from twisted.internet import defer, ssl
 from twisted.internet import reactor as global_reactor
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from smsd.config import load
+from smsd.configschema import ConfigError
 from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
 from smsd.store.sqlite import SQLiteStore
@@ -998,3 +1002,76 @@ class ShutdownTests(SmppCase):
         await self.bound()
         await self.stop()
         self.assertEqual(self.leftovers, [])
+
+
+def make_certificate(directory: str) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and localhost, made by openssl (a test peer):
+    (key + certificate PEM for the SMSC, certificate PEM for smsd's tls_ca)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise AssertionError("openssl is not installed: run tests/install-peers")
+    key, cert = os.path.join(directory, "smsc.key"), os.path.join(directory, "smsc.pem")
+    request = "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1"
+    names = "subjectAltName=IP:127.0.0.1,DNS:localhost"
+    subprocess.run(
+        [openssl, *request.split(), "-addext", names, "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    both = os.path.join(directory, "smsc-both.pem")
+    Path(both).write_bytes(Path(key).read_bytes() + Path(cert).read_bytes())
+    return both, cert
+
+
+class TlsTests(SmppCase):
+    """tls = true: the SMSC's certificate is checked against the system's CAs or tls_ca."""
+
+    def tls_simulator(self) -> tuple[SmscFactory, str]:
+        both, cert = make_certificate(self.directory)
+        smsc = SmscFactory(accounts={SYSTEM_ID: PASSWORD})
+        with open(both, "rb") as f:
+            server = ssl.PrivateCertificate.loadPEM(f.read()).options()
+        smsc.listeners.append(reactor.listenSSL(0, smsc, server, interface="127.0.0.1"))
+        self.addCleanup(smsc.stop)
+        return smsc, cert
+
+    async def test_sent_and_delivered_over_tls_with_the_operators_ca(self) -> None:
+        smsc, cert = self.tls_simulator()
+        await self.start(f'tls = true\ntls_ca = "{cert}"', smsc=smsc)
+        await self.bound()
+        message_id = await self.submit("Over TLS")
+        m = await self.wait_state(message_id, "delivered")
+        self.assertEqual(m["status"], "stat:DELIVRD err:000")
+        [sub] = smsc.submits
+        self.assertEqual(sub.short_message, b"Over TLS")
+        transport = smsc.sessions[0].connection.transport
+        self.assertTrue(ISSLTransport.providedBy(transport), transport)  # it really was TLS
+
+    async def test_untrusted_certificate_is_down_and_sends_nothing(self) -> None:
+        """Without tls_ca the self-signed certificate is not trusted: no bind, the
+        gateway is down saying why, and the message waits in the queue."""
+        smsc, _ = self.tls_simulator()
+        await self.start("tls = true", smsc=smsc)
+        message_id = await self.submit("Not to a stranger")
+        await wait_for(
+            lambda: self.member()["state"] == "down" and self.member()["reason"], what="down"
+        )
+        self.assertEqual(self.member()["reason"], "TLS handshake failed: certificate verify failed")
+        self.assertEqual(smsc.submits, [])
+        self.assertEqual((await self.message(message_id))["state"], "queued")
+
+    def test_unreadable_tls_ca_stops_the_start_with_one_line(self) -> None:
+        path = os.path.join(self.directory, "smsd.toml")
+        with open(path, "w") as f:
+            f.write(
+                CONFIG.format(
+                    port=1,
+                    system_id=SYSTEM_ID,
+                    password=PASSWORD,
+                    link='tls = true\ntls_ca = "missing.pem"',
+                )
+            )
+        with self.assertRaises(ConfigError) as caught:
+            make_service(load(path, os.path.join(self.directory, "data")))
+        self.assertIn("gateway smsc: tls_ca: cannot read", str(caught.exception))
+        self.assertIn("missing.pem", str(caught.exception))

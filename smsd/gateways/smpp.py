@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 
 from protocols import smpp
 from smsd import numbers
-from smsd.configschema import Duration, setting
+from smsd.configschema import ConfigError, Duration, setting
 from smsd.gateways.base import Gateway, GatewayEvents, Health
 from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State
 
@@ -122,6 +122,9 @@ class Options:
         _backlog,
     )
     tls: bool = setting(False, "TLS to the SMSC (the host name is verified)")
+    tls_ca: str = setting(
+        "", "PEM file of the CA(s) that signed the SMSC's certificate; empty: the system's"
+    )
     enquire_link: Duration = setting(Duration(30), "enquire_link after this long idle")
     response_timeout: Duration = setting(
         Duration(30), "a request with no response after this counts as lost; the bind reconnects"
@@ -264,9 +267,11 @@ class SmppGateway(Gateway):
         *,
         sender: str = "",
         default_country: str = "US",
+        trust_root: Any = None,
     ) -> None:
         super().__init__(gateway_id, events, sender=sender)
         self.options = options
+        self.trust_root = trust_root  # for TLS: None trusts the system's CAs
         self.reactor = reactor
         self.default_country = default_country
         temporary = set(TEMPORARY)
@@ -597,7 +602,13 @@ class _Bind:
         o = self.gateway.options
         endpoint: Any = HostnameEndpoint(self.reactor, o.host, o.port, timeout=10)
         if o.tls:
-            endpoint = wrapClientTLS(ssl.optionsForClientTLS(o.host), endpoint)
+            trust = self.gateway.trust_root
+            options = (
+                ssl.optionsForClientTLS(o.host)
+                if trust is None
+                else ssl.optionsForClientTLS(o.host, trustRoot=trust)
+            )
+            endpoint = wrapClientTLS(options, endpoint)
         self.closed = Deferred()
         d = endpoint.connect(Factory.forProtocol(lambda: _SmppProtocol(self)))
         d.addErrback(self._not_connected)
@@ -641,7 +652,11 @@ class _Bind:
         if self._unbind_timeout is not None and self._unbind_timeout.active():
             self._unbind_timeout.cancel()
         self._unbind_timeout = None
-        if not self.problem or was_bound:
+        tls = _tls_failure(reason)
+        if tls is not None and not was_bound:
+            self.problem = f"TLS handshake failed: {tls}"
+            log.error("gateway {id}: {why}", id=self.gateway.id, why=self.problem)
+        elif not self.problem or was_bound:
             self.problem = f"connection lost: {reason.getErrorMessage()}"
         if not self.closed.called:
             self.closed.callback(None)
@@ -812,7 +827,47 @@ class _SmppProtocol(Protocol):
             self.transport.write(data)
 
 
+def _tls_failure(reason: Failure) -> str | None:
+    """What OpenSSL said, in its words ("certificate verify failed"), if TLS failed."""
+    from OpenSSL.SSL import Error as TlsError
+
+    if not reason.check(TlsError):
+        return None
+    words = [str(e[-1]) for e in reason.value.args[0] if isinstance(e, tuple) and e]
+    return "; ".join(w for w in words if w) or "no reason given"
+
+
+def load_trust_root(path: str) -> Any:
+    """The CA certificates of a PEM file, as a trust root for TLS; ValueError says why not."""
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    blocks = [
+        b"-----BEGIN CERTIFICATE-----"
+        + chunk.split(b"-----END CERTIFICATE-----")[0]
+        + b"-----END CERTIFICATE-----\n"
+        for chunk in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
+    ]
+    if not blocks:
+        raise ValueError(f"{path} holds no PEM certificate")
+    try:
+        certificates = [ssl.Certificate.loadPEM(b) for b in blocks]
+    except Exception as e:  # pyOpenSSL's errors say little more than "bad"
+        raise ValueError(f"{path}: not a valid PEM certificate ({e})") from None
+    return ssl.trustRootFromCertificates(certificates)
+
+
 def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> SmppGateway:
+    from smsd.config import resolve
+
+    trust_root = None
+    if options.tls_ca:
+        try:
+            trust_root = load_trust_root(resolve(context.config, options.tls_ca))
+        except ValueError as e:
+            raise ConfigError(f"{context.config.path}: gateway {common.id}: tls_ca: {e}") from None
     return SmppGateway(
         common.id,
         events,
@@ -820,4 +875,5 @@ def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> 
         context.reactor,
         sender=common.sender,
         default_country=context.config.smsd.default_country,
+        trust_root=trust_root,
     )

@@ -20,8 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from smsd.channels.httpserver import parse_query
 from tests.process import need
 from tests.test_http import CONFIG, HttpCase, form
 
@@ -514,3 +519,24 @@ class LimitTests(ServerCase):
                 self.assertTrue(c.closed(), (garbage, c.buffer))
             self.assert_refused(reply, 400, "malformed request")
         self.assert_healthy_and_no_traceback()
+
+
+class ParseQueryTests(SynchronousTestCase):
+    """parse_query reads forms as urllib's parse_qs does, bytes kept as sent."""
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.lists(st.tuples(st.binary(max_size=12), st.binary(max_size=12)), max_size=6))
+    def test_agrees_with_urllib(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        raw = urlencode(pairs).encode() + b"&&flag&=x&a+b=c%2"  # blanks, no '=', bad escape
+        expected = parse_qs(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+        got = parse_query(raw)
+        self.assertEqual(
+            got,
+            {k.encode("latin-1"): [v.encode("latin-1") for v in vs] for k, vs in expected.items()},
+        )
+
+    def test_utf8_and_plus(self) -> None:
+        self.assertEqual(
+            parse_query(b"data=%E2%82%AC+5&number=%2B1555&empty="),
+            {b"data": ["€ 5".encode()], b"number": [b"+1555"], b"empty": [b""]},
+        )

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
 import httptools
 from twisted.internet.interfaces import IProtocolNegotiationFactory
@@ -98,7 +98,7 @@ class Request:
         return self.headers.get(name.lower())
 
     def getClientAddress(self) -> Any:
-        return self.channel.transport.getPeer() if self.channel.transport else None
+        return self.channel.peer
 
     @property
     def disconnected(self) -> bool:
@@ -125,8 +125,23 @@ class Request:
 def parse_query(raw: bytes) -> dict[bytes, list[bytes]]:
     """A query string or urlencoded body as bytes -> values, the bytes kept as sent
     (the form's ``charset`` says how to read them, later)."""
-    parsed = parse_qs(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
-    return {k.encode("latin-1"): [v.encode("latin-1") for v in vs] for k, vs in parsed.items()}
+    fields: dict[bytes, list[bytes]] = {}
+    for field in raw.split(b"&"):
+        if not field:
+            continue
+        name, _, value = field.partition(b"=")
+        fields.setdefault(_unquote_plus(name), []).append(_unquote_plus(value))
+    return fields
+
+
+def _unquote_plus(raw: bytes) -> bytes:
+    """Form decoding of one name or value; most come as they are, and cost nothing.
+
+    Not urllib's parse_qs: it decodes bytes to text and back, a third of the
+    channel's time per request in the benchmark."""
+    if b"+" in raw:
+        raw = raw.replace(b"+", b" ")
+    return unquote_to_bytes(raw) if b"%" in raw else raw
 
 
 def _form(content_type: bytes, body: bytes) -> dict[bytes, list[bytes]]:
@@ -157,6 +172,7 @@ class HttpProtocol(Protocol):
         self.queue: deque[Request] = deque()
         self.busy: Request | None = None
         self.gone = False
+        self.peer: Any = None  # the client's address, asked once per connection
         self.closing = False
         self.last_data = time.monotonic()
         self._url = b""
@@ -166,6 +182,9 @@ class HttpProtocol(Protocol):
         self._too_large = False
         self._last = False  # the connection's last request is in: nothing after it is read
         self._reread = b""  # the head of an upgrade offer with a body, without the offer
+
+    def connectionMade(self) -> None:
+        self.peer = self.transport.getPeer()
 
     # Parsing (httptools calls these) -------------------------------------------
 

@@ -293,6 +293,8 @@ class SendTests(SmppCase):
         status = self.member()
         self.assertEqual(status["state"], "up")
         [bind] = status["binds"]
+        # 10 unacknowledged submit_sm on the wire, and a backlog of four windows ready
+        self.assertEqual((status["bind_window"], status["window"]), (10, 50))
         self.assertEqual(
             (bind["mode"], bind["bound"], bind["outstanding"]), ("transceiver", True, 0)
         )

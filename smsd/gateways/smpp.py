@@ -330,6 +330,7 @@ class SmppGateway(Gateway):
     def status(self) -> dict[str, Any]:
         return {
             "binds": [b.status() for b in self.binds],
+            "bind_window": self.window,  # the pool's "window" adds each bind's backlog
             "queued": len(self.queue),
             **self.counters,
         }

@@ -444,7 +444,7 @@ async def sleep(seconds: float) -> None:
 
 
 async def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 5.0, what: str = "condition"
+    predicate: Callable[[], Any], *, timeout: float = 8.0, what: str = "condition"
 ) -> Any:
     """Poll ``predicate`` (plain or async) until it is true; its value. Fails after ``timeout``."""
     deadline = reactor.seconds() + timeout

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ import gsm0338  # noqa: F401 - registers the "gsm03.38" codec
 from twisted.internet import defer, ssl
 from twisted.internet import reactor as global_reactor
 from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.task import deferLater
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
@@ -30,6 +28,7 @@ from smsd.configschema import ConfigError
 from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
 from smsd.store.sqlite import SQLiteStore
+from tests.fakes import sleep, wait_for
 from tests.peers import smsc as sim
 from tests.peers.smsc import SmscFactory
 
@@ -61,24 +60,6 @@ reconnect_min = "100ms"
 reconnect_max = "500ms"
 {link}
 """
-
-
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)
-
-
-async def wait_for(predicate: Any, *, timeout: float = 8.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` (plain or async) until it is truthy; its value."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if reactor.seconds() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await sleep(0.02)
 
 
 def watch(store: Any, name: str) -> defer.Deferred[None]:

@@ -689,6 +689,25 @@ class ConnectionTests(SmppCase):
         self.assertEqual(len(smsc.submits), 4)
         self.assertEqual(self.member()["unanswered"], 3)
 
+    async def test_drop_sends_the_backlog_again_without_an_attempt(self) -> None:
+        """What waited in the gateway for a window slot was never sent: when the bind drops
+        it goes back to the queue at once, no attempt counted, and out on the next bind."""
+        smsc = self.simulator(drop_after=2)
+        await self.start("window = 2\nbacklog = 3", smsc=smsc)
+        await self.bound()
+        submits = [defer.ensureDeferred(self.submit(f"m{i}")) for i in range(5)]
+        ids = await defer.gatherResults(submits)
+        states = [await self.wait_state(i, "sent", "delivered") for i in ids]
+        assumed = [m for m in states if m["parts"][0]["status"] == ASSUMED]
+        self.assertEqual(len(assumed), 2)  # the window: never sent twice
+        for m in states:
+            if m not in assumed:
+                m = await self.wait_state(m["id"], "delivered")
+                self.assertEqual(m["attempts"], 1)
+        self.assertEqual(len(smsc.submits), 5)  # each went out once
+        assert self.root is not None and self.root.dispatcher is not None
+        self.assertEqual(self.root.dispatcher.counters["throttled"], 3)
+
     async def test_drop_with_resend(self) -> None:
         """unanswered = "resend": the three are sent again on the new bind."""
         smsc = self.simulator(drop_after=3)

@@ -154,6 +154,14 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         synchronous=config.store.synchronous,
         batch=config.store.batch,
     )
+    try:
+        return _build(config, store, reactor)
+    except BaseException:
+        store.close_now()  # its threads would outlive a start that failed
+        raise
+
+
+def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     root = Smsd(config, store, reactor)
     traffic = None
     if config.smsd.traffic_log:

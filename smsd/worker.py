@@ -63,6 +63,10 @@ class WorkerThread:
         self._queue.put(_STOP)
         return self._closed
 
+    def join(self, timeout: float) -> None:
+        """Wait (blocking) for the thread to end after ``close``: only before the reactor runs."""
+        self._thread.join(timeout)
+
     def _run(self) -> None:
         conn = self._connect()
         stopping = False

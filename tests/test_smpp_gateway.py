@@ -614,6 +614,24 @@ class ErrorTests(SmppCase):
         self.assertEqual(len(smsc.accepted), 6)
         self.assertEqual(self.member()["errors"], 0)
 
+    async def test_a_long_pause_sends_the_backlog_back_to_the_queue(self) -> None:
+        """Throttled for longer than a moment: what waits for the bind goes back to the
+        queue (no attempt counted) instead of waiting in the gateway past the dispatcher's
+        send timeout, and every SMS still goes out once."""
+        smsc = self.simulator(throttle_rate=1)
+        await self.start('window = 1\nthrottle_delay = "1500ms"', smsc=smsc)
+        await self.bound()
+        submits = [defer.ensureDeferred(self.submit(f"m{i}")) for i in range(3)]
+        ids = await defer.gatherResults(submits)
+        for message_id in ids:
+            m = await self.wait_state(message_id, "delivered", timeout=20)
+            self.assertEqual(m["attempts"], 1)
+        self.assertEqual(sorted(s.short_message for s in smsc.accepted), [b"m0", b"m1", b"m2"])
+        assert self.root is not None and self.root.dispatcher is not None
+        # more came back throttled than the SMSC refused: the backlog, never sent
+        self.assertGreater(self.root.dispatcher.counters["throttled"], self.member()["throttled"])
+        self.assertEqual(self.member()["errors"], 0)
+
     async def test_invalid_destination_fails_for_good(self) -> None:
         """ESME_RINVDSTADR for a prefix: failed at once with the status name, never retried."""
         await self.start(smsc=self.simulator(status_for_prefix={"1555999": sim.ESME_RINVDSTADR}))

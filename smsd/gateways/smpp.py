@@ -51,6 +51,8 @@ TEMPORARY = frozenset(
     {0x08, 0x14, 0x58, 0x64, 0x65, 0xFE}
 )  # RSYSERR, ..., RX_T_APPN, delivery failure
 
+HOLD_WHILE_PAUSED = 1.0  # seconds a paused link keeps what waits for it
+
 RECEIPT_STATES = {
     "DELIVRD": State.DELIVERED,
     "EXPIRED": State.EXPIRED,
@@ -310,6 +312,9 @@ class SmppGateway(Gateway):
                 return
             for b in self.binds:
                 b.shutdown()
+            if self._pump_call is not None and self._pump_call.active():
+                self._pump_call.cancel()
+            self._pump_call = None
             self._fail_queue("the gateway stopped before sending")
             self.set_health(Health.DOWN, "stopped")
             unbound = [b.closed for b in self.binds]
@@ -436,10 +441,17 @@ class SmppGateway(Gateway):
             b.submit(self.queue.popleft(), now)
             if not b.can_submit(now):
                 ready.remove(b)
-        if self.queue:
+        if self.queue and not ready:
             pauses = [b.paused_until for b in self.binds if b.bound and b.paused_until > now]
-            if pauses and not ready:
-                self.reactor.callLater(min(pauses) - now, self._schedule_pump)
+            if not pauses:
+                return  # window slots free up as responses come
+            wait = min(pauses) - now
+            if wait > HOLD_WHILE_PAUSED:
+                # Held here they would outlast the dispatcher's send timeout and could go
+                # out after it had given up on them: back to the queue, no attempt counted.
+                self._fail_queue("the SMSC asked to slow down; back in the queue")
+            else:
+                self._pump_call = self.reactor.callLater(wait, self._pump)
 
     def _fail_queue(self, why: str) -> None:
         """Submissions never sent: requeued without counting an attempt (as throttled ones)."""

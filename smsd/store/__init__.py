@@ -161,6 +161,8 @@ class Store(Protocol):
     def usage(self, user: str, period: str) -> Deferred[int]: ...
     # Life
     def close(self) -> Deferred[None]: ...
+    def close_now(self, timeout: float = 5.0) -> None:
+        """Close before the reactor runs (a start that failed): returns once closed."""
 
 
 def open_store(url: str, data_dir: str, *, synchronous: str = "full", batch: int = 512) -> Store:

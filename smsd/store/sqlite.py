@@ -113,6 +113,11 @@ class SQLiteStore:
         d1, d2 = self._writer.close(), self._reader.close()
         return d1.addCallback(lambda _: d2)
 
+    def close_now(self, timeout: float = 5.0) -> None:
+        self.close()
+        self._writer.join(timeout)
+        self._reader.join(timeout)
+
     # Outbox ----------------------------------------------------------------
 
     def add_messages(

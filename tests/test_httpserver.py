@@ -260,6 +260,18 @@ class ConnectionTests(ServerCase):
         self.assertEqual(second.headers["connection"], "close")
         self.assertLess(first_id, second_id)
 
+    def test_garbage_behind_a_submit_still_gets_the_submit_answered(self) -> None:
+        """The submit may be committed by the time the garbage is read: its client hears
+        that it was accepted, then the connection closes."""
+        with self.raw() as c:
+            c.send(
+                submit("+15551240005", "before garbage") + b"\x16\x03\x01garbage\r\n\r\n", once=True
+            )
+            reply = c.answer()
+            self.assertTrue(c.closed(), c.buffer)
+        self.accepted(reply, "+15551240005")
+        self.assertEqual(reply.headers["connection"], "close")
+
     def test_nothing_is_answered_after_a_connections_last_request(self) -> None:
         with self.raw() as c:
             c.send(

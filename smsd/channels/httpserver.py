@@ -1,11 +1,11 @@
 """A lean HTTP/1.1 server for the HTTP channel: httptools' parser under a Twisted protocol.
 
-Why not twisted.web: measured on this project's 2-core machine, twisted.web
-costs about 80 µs of CPU per request (its Request objects, header objects,
-line-by-line parsing and per-request timers) against 20 µs here, and every
-request of a busy reactor turn delays the others: with 32 clients that made
-the reactor's turns so long that an SMPP bind's window of 10 sat waiting
-for its responses. The parsing itself is done by httptools (the C parser
+Why not twisted.web: its Request and header objects, line-by-line parsing
+and per-request timers cost about 90 µs of CPU per request more than this
+module on the 2-core development machine (bench/http_bench.py, 2026-12-01:
+662 -> 570 µs per message for the whole path), and the HTTP channel shares
+one reactor with the SMPP binds, whose windows wait while it is busy.
+The parsing itself is done by httptools (the C parser
 behind uvicorn, maintained by MagicStack), which also handles chunked
 bodies; this module adds only what the channel needs:
 
@@ -324,9 +324,16 @@ class HttpProtocol(Protocol):
         self.answered(request)
 
     def _refuse(self, code: int, why: bytes) -> None:
-        """A request that cannot be parsed: answer, then close (the stream is lost)."""
+        """A request that cannot be parsed: answer, then close (the stream is lost).
+
+        A request still being handled gets its own answer first (it may have been
+        committed: the client must hear so), then the connection closes; requests
+        queued behind it were not started and are dropped with the connection."""
         self.closing = True
-        if self.busy is None and not self.gone:
+        self.queue.clear()
+        if self.busy is not None:
+            return  # answered() writes its answer, then closes
+        if not self.gone:
             text = why + b"\n"
             self.transport.write(
                 b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"

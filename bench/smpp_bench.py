@@ -55,6 +55,12 @@ keys of http_bench's lines where they apply):
 warning goes to stderr above 10 %: other work skews everything).
 
 The last line (``"bench": "smpp-ratio"``) divides smsd's numbers by Kannel's.
+With ``--split`` the sink is stopped (SIGSTOP) while h2load runs and let go
+afterwards: ``split`` in the JSON line then gives each side's speed and CPU
+per message alone (``http_alone_*``: accepting with nothing sent;
+``smpp_alone_*``: sending the queue and matching its receipts with no HTTP
+load), for seeing where a gateway's time goes. Not for ``--record``.
+
 With ``--record`` the lines go to bench/results.jsonl and a table row to
 bench/RESULTS.md. Exits 2 if gcc, h2load, Kannel or smsd's SMPP gateway is
 missing.
@@ -433,6 +439,8 @@ def run_one(
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         sink_cpu_before = cpu_seconds(sink.pid)
         h2load_cpu_before = children_cpu()
+        if args.split:  # the SMSC stands still: HTTP alone, then SMPP alone
+            sink.proc.send_signal(signal.SIGSTOP)
         started_wall = time.time()
         started = time.monotonic()
         load = drive(
@@ -445,6 +453,12 @@ def run_one(
         )
         accept_seconds = time.monotonic() - started
         h2load_cpu = children_cpu() - h2load_cpu_before
+        split: dict[str, Any] = {}
+        if args.split:
+            accept_cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+            split_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            resumed_wall = time.time()
+            sink.proc.send_signal(signal.SIGCONT)
         answered = load["requests"] - load["errors"]
         deadline = time.monotonic() + args.timeout
         while True:
@@ -471,6 +485,15 @@ def run_one(
         if not delivered:
             raise SystemExit(f"{gateway.name}: the SMSC got nothing: {load}")
         delivered_seconds = s["last_submit"] - started_wall
+        if args.split:
+            drain_seconds = max(s["last_submit"] - resumed_wall, 1e-3)
+            drain_cpu = sum(cpu_seconds(pid) - split_cpu[name] for name, pid in pids.items())
+            split = {
+                "http_alone_per_s": round(answered / accept_seconds),
+                "http_alone_cpu_us_per_msg": round(sum(accept_cpu.values()) / answered * 1e6),
+                "smpp_alone_per_s": round(delivered / drain_seconds),
+                "smpp_alone_cpu_us_per_msg": round(drain_cpu / delivered * 1e6),
+            }
         result = {
             **http_bench.common_result(
                 f"smpp-{gateway.name}", args, load, delivered, accept_seconds, delivered_seconds
@@ -498,6 +521,7 @@ def run_one(
                 "peak_rss_mb": rss,
                 **gateway.details(),
             },
+            **({"split": split} if split else {}),
             "cpus": os.cpu_count(),
             "busy_before": busy,
             "note": args.note,
@@ -636,6 +660,12 @@ def main() -> int:
         action="store_true",
         help="sink: the kernel's delayed ACKs (Kannel then crawls; see smpp_sink.c)",
     )
+    p.add_argument(
+        "--split",
+        action="store_true",
+        help="stop the SMSC while h2load runs, then let it go: each side's speed and CPU"
+        " alone (the combined msg/s and latencies are then not comparable)",
+    )
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for settling")
     p.add_argument("--record", action="store_true", help="append to results.jsonl, RESULTS.md")
     p.add_argument("--keep", action="store_true", help="keep the run directories (logs)")
@@ -643,6 +673,8 @@ def main() -> int:
     args = p.parse_args()
     # SIGTERM too goes through the finally blocks that stop what this started.
     signal.signal(signal.SIGTERM, lambda signo, frame: sys.exit(128 + signo))
+    if args.split and args.record:
+        p.error("--split measures each side alone: its numbers are not for RESULTS.md")
     try:
         h2load = shutil.which("h2load")
         if h2load is None:

@@ -116,6 +116,7 @@ SMSD_CONFIG = """
 [http]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 max_recipients = 10
+workers = %(http_workers)d
 [[gateway]]
 id = "sink"
 type = "smpp"
@@ -271,6 +272,7 @@ class SmsdUnderTest:
             "password": SMSC_PASSWORD,
             "window": args.window,
             "binds": args.binds,
+            "http_workers": args.http_workers,
         }
         self.smsd = SmsdProcess(config, directory)
         self.timeout = args.timeout
@@ -654,6 +656,9 @@ def main() -> int:
     p.add_argument("--only", choices=["smsd", "kannel"], help="run one gateway only")
     p.add_argument("--window", type=int, default=10, help="smsd's window (Kannel's is in its conf)")
     p.add_argument("--binds", type=int, default=1, help="smsd's binds")
+    p.add_argument(
+        "--http-workers", type=int, default=0, help="smsd's [http] workers (0: in-process)"
+    )
     p.add_argument("--report-delay-ms", type=int, default=50, help="sink: receipt delay")
     p.add_argument(
         "--sink-delayed-ack",

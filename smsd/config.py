@@ -183,6 +183,12 @@ class HttpSection:
     callback_attempts: int = setting(
         5, "tries of a status callback before giving up", _between(1, 100)
     )
+    workers: int = setting(
+        0,
+        "processes that serve HTTP beside the main one, which commits what they take;"
+        " 0: the main process serves HTTP itself",
+        _between(0, 64),
+    )
 
 
 @attrs.frozen

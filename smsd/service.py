@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
@@ -34,13 +34,14 @@ from smsd.core.inbound import Receiver
 from smsd.core.pool import Member, Pool
 from smsd.core.reports import ReportSink
 from smsd.core.routing import Router
-from smsd.core.submit import SubmitSettings, Submitter
+from smsd.core.submit import Refused, SubmitSettings, Submitter
 from smsd.core.users import Directory, make_portal
 from smsd.gateways.base import Gateway, Health
 from smsd.model import Inbound, InboundPart, Report
 from smsd.store import Change, StoreError, open_store
 from smsd.store.schema import SchemaTooNew
 from smsd.traffic import TrafficLog
+from smsd.workers import WorkerPool, parse_tcp
 
 log = Logger()
 
@@ -268,6 +269,10 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
         health=health,
         inject=inject,
     )
+    if config.http.workers:
+        root.channels.append(_workers(config, submitter, health, inject, reactor))
+        root.listen.append(", ".join(config.http.listen))
+        return root
     site = make_site(http)
     for description in config.http.listen:
         service = StreamServerEndpointService(serverFromString(reactor, description), site)
@@ -277,6 +282,45 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
         root.channels.append(service)
         root.listen.append(description)
     return root
+
+
+def _workers(
+    config: Config, submitter: Submitter, health: Any, inject: Any, reactor: Any
+) -> WorkerPool:
+    """``[http] workers``: HTTP in worker processes; this one commits what they take."""
+    for description in config.http.listen:
+        try:
+            parse_tcp(description)
+        except ValueError as e:
+            raise ConfigError(f"{config.path}: http.listen: {e} (with http.workers)") from None
+
+    def commit(batch: list[Any]) -> Deferred[list[Any]]:
+        pending = [submitter.queue_prepared(messages, charge) for messages, charge in batch]
+        d = DeferredList(pending, consumeErrors=True)
+        return d.addCallback(lambda results: [_value(ok, value) for ok, value in results])
+
+    return WorkerPool(
+        count=config.http.workers,
+        listen=list(config.http.listen),
+        config_path=None if config.path.startswith("<") else config.path,
+        data_dir=config.data_dir,
+        handlers={
+            "commit": commit,
+            "health": lambda _: health(),
+            "inject": lambda args: inject(*args),
+        },
+        reactor=reactor,
+    )
+
+
+def _value(ok: bool, value: Any) -> Any:
+    """A batch item's answer for a worker: its Accepted list, or its Refused."""
+    if ok:
+        return value
+    if value.check(Refused):
+        return value.value
+    log.failure("committing a worker's submission failed", value)
+    return Refused(Refused.UNAVAILABLE, "the queue cannot take messages now")
 
 
 SWITCH_INTERVAL = 0.0005

@@ -43,6 +43,9 @@ class HttpError(Exception):
         super().__init__(reason)
         self.code, self.reason, self.extra = code, reason, extra or {}
 
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses from the main process to workers
+        return (HttpError, (self.code, self.reason, self.extra))
+
 
 REFUSED_CODES = {
     Refused.BAD_REQUEST: 400,

@@ -43,6 +43,9 @@ class Refused(Exception):
         self.reason = reason
         self.recipients = recipients or {}  # raw number -> why it was refused
 
+    def __reduce__(self) -> tuple[Any, ...]:  # it crosses to HTTP worker processes
+        return (Refused, (self.kind, self.reason, self.recipients))
+
 
 @attrs.frozen
 class Accepted:
@@ -71,6 +74,11 @@ class SubmitSettings:
     max_recipients: int = 1000
 
 
+Remote = Callable[
+    [list[tuple[list[NewMessage], Charge | None]]], Deferred[list[list[Accepted] | Refused]]
+]
+
+
 class Submitter:
     def __init__(
         self,
@@ -80,8 +88,11 @@ class Submitter:
         committed: Callable[[], None] = lambda: None,
         router: Router | None = None,
         taker: Taker | None = None,
+        remote: Remote | None = None,
     ) -> None:
         self.store = store
+        # In an HTTP worker process: batches go to the main process, which commits them.
+        self.remote = remote
         self.router = router  # gives each message its route key
         self.taker = taker  # the local dispatcher, which may take messages as they commit
         self.settings = settings
@@ -90,6 +101,7 @@ class Submitter:
         self._ref = random.randrange(0x10000)
         self._pending: list[tuple[list[NewMessage], Charge | None, Deferred[list[Accepted]]]] = []
         self._flush_call: Any = None
+        self._in_commit = 0  # batches sent to the store (or the main process), not yet answered
 
     def submit(
         self,
@@ -108,6 +120,16 @@ class Submitter:
             messages, charge = self.prepare(sub, user, maxmsgs=maxmsgs, truncate=truncate)
         except Refused as e:
             return fail(e)
+        return self.queue_prepared(messages, charge)
+
+    def busy(self) -> bool:
+        """Submissions waiting for their batch to be committed."""
+        return bool(self._pending) or self._in_commit > 0
+
+    def queue_prepared(
+        self, messages: list[NewMessage], charge: Charge | None
+    ) -> Deferred[list[Accepted]]:
+        """Queue what ``prepare`` made (here or in an HTTP worker process)."""
         d: Deferred[list[Accepted]] = Deferred()
         self._pending.append((messages, charge, d))
         if self._flush_call is None:
@@ -117,6 +139,13 @@ class Submitter:
     def _flush(self) -> None:
         self._flush_call = None
         batch, self._pending = self._pending, []
+        self._in_commit += 1
+        if self.remote is not None:
+            d = self.remote([(messages, charge) for messages, charge, _ in batch])
+            d.addCallbacks(
+                self._answered, self._failed, callbackArgs=(batch,), errbackArgs=(batch, None)
+            )
+            return
         claim = self.taker.offer() if self.taker is not None else None
         d = self.store.add_batch([(messages, charge) for messages, charge, _ in batch], claim)
         d.addCallbacks(
@@ -129,6 +158,7 @@ class Submitter:
         batch: list[Any],
         claim: Claim | None,
     ) -> None:
+        self._in_commit -= 1
         results, taken = added
         if claim is not None and self.taker is not None:
             self.taker.take(taken, claim)
@@ -147,7 +177,17 @@ class Submitter:
         if queued > 0:
             self.committed()  # the dispatcher should look for them
 
+    def _answered(self, results: list[list[Accepted] | Refused], batch: list[Any]) -> None:
+        """The main process's answers to a batch sent by ``remote``."""
+        self._in_commit -= 1
+        for (_, _, d), result in zip(batch, results, strict=True):
+            if isinstance(result, Refused):
+                d.errback(result)
+            else:
+                d.callback(result)
+
     def _failed(self, failure: Failure, batch: list[Any], claim: Claim | None) -> None:
+        self._in_commit -= 1
         if claim is not None and self.taker is not None:
             self.taker.take([], claim)
         log.failure("the store refused {count} submissions", failure, count=len(batch))

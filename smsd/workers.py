@@ -1,0 +1,420 @@
+"""HTTP worker processes: the HTTP channel on a second core.
+
+One Python process runs on one core: measured with ``bench/smpp_bench.py
+--split``, smsd's HTTP side alone costs about 300 µs of CPU a submission and
+its SMPP side about 410 µs a message, so one process tops out near 1,400 a
+second where Kannel's threads use both cores. With ``[http] workers = N``
+the main process keeps the store's only writer, the dispatcher and the
+gateways, and N worker processes serve HTTP on the listening sockets the
+main process opened (the kernel shares out the connections):
+
+* a worker parses the request, authenticates, and ``prepare``s the
+  submission (numbers, sender ID, text and parts) as the Submitter always
+  does, then hands each reactor turn's batch to the main process, which
+  commits it (with its claim at commit) and answers with the ids: the client
+  hears "accepted" only once the main process has committed, as before;
+* reads (message status, the inbound list, users for logins) go to the
+  store directly: SQLite's readers do not wait for its writer. Writes never
+  do: two processes writing one SQLite file wait on each other's lock (a
+  prototype did, and its p99 went to 147 ms);
+* health and inject are asked of the main process.
+
+The link is the worker's stdin and stdout, with length-prefixed pickles
+(both ends are this program). A worker that dies is started again after a
+second; a worker whose main process has gone stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import pickle
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import error
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.python.failure import Failure
+
+log = Logger()
+
+Handler = Callable[[Any], Any]  # a value, or a Deferred of one
+
+
+class Link(Int32StringReceiver):
+    """Calls both ways over one byte stream: ``call(name, payload)`` -> Deferred."""
+
+    MAX_LENGTH = 64 << 20
+
+    def __init__(self, handlers: dict[str, Handler]) -> None:
+        self.handlers = handlers
+        self._calls: dict[int, Deferred[Any]] = {}
+        self._next = 0
+        self.lost: Deferred[None] = Deferred()
+
+    def waiting(self) -> int:
+        """Calls still waiting for their answer."""
+        return len(self._calls)
+
+    def call(self, name: str, payload: Any = None) -> Deferred[Any]:
+        self._next += 1
+        d: Deferred[Any] = Deferred()
+        self._calls[self._next] = d
+        self.sendString(pickle.dumps(("call", self._next, name, payload), protocol=5))
+        return d
+
+    def stringReceived(self, data: bytes) -> None:
+        kind, number, name, payload = pickle.loads(data)
+        if kind == "call":
+            handler = self.handlers.get(name)
+            if handler is None:
+                self._answer(number, "error", RuntimeError(f"no such call {name!r}"))
+                return
+            d = maybeDeferred(handler, payload)
+            d.addCallbacks(
+                lambda value: self._answer(number, "value", value),
+                lambda f: self._answer(number, "error", _portable(f)),
+            )
+            return
+        d = self._calls.pop(number, None)
+        if d is not None:
+            if kind == "value":
+                d.callback(payload)
+            else:
+                d.errback(payload)
+
+    def _answer(self, number: int, kind: str, payload: Any) -> None:
+        if self.transport is not None:
+            self.sendString(pickle.dumps((kind, number, None, payload), protocol=5))
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        calls, self._calls = self._calls, {}
+        for d in calls.values():
+            d.errback(ConnectionError("the other process has gone"))
+        if not self.lost.called:
+            self.lost.callback(None)
+
+
+def _portable(failure: Failure) -> BaseException:
+    """An error the other side can be told: ours as they are, the rest in one line."""
+    from smsd.channels.http import HttpError
+    from smsd.core.submit import Refused
+
+    if failure.check(Refused, HttpError):
+        return failure.value
+    log.failure("a call from an HTTP worker failed", failure)
+    return RuntimeError("internal error (logged)")
+
+
+# --- the main process's side --------------------------------------------------------------------
+
+
+class Listener:
+    """One ``tcp:`` endpoint of ``[http] listen``, opened by the main process for the workers."""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        port, interface, backlog = parse_tcp(description)
+        self.port, self.interface, self.backlog = port, interface, backlog
+        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+        self.family = family
+        self.socket: socket.socket | None = None
+
+    def open(self) -> None:
+        s = socket.socket(self.family, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((self.interface, self.port))
+            s.listen(self.backlog)
+        except OSError as e:
+            s.close()
+            raise CannotListenError(self.interface, self.port, e) from None
+        s.setblocking(False)
+        self.socket = s
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+
+def parse_tcp(description: str) -> tuple[int, str, int]:
+    """(port, interface, backlog) of a ``tcp:`` endpoint string (Twisted's syntax:
+    ``tcp:8080``, ``tcp:port=8080:interface=127.0.0.1:backlog=50``, ``\\:`` in IPv6)."""
+    fields, current, escaped = [], "", False
+    for ch in description:
+        if escaped:
+            current, escaped = current + ch, False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            fields.append(current)
+            current = ""
+        else:
+            current += ch
+    fields.append(current)
+    if fields[0] != "tcp":
+        raise ValueError(f"HTTP workers take tcp: endpoints only, not {description!r}")
+    values: dict[str, str] = {}
+    for i, field in enumerate(fields[1:]):
+        key, sep, value = field.partition("=")
+        if not sep:
+            if i != 0:
+                raise ValueError(f"{description!r}: {field!r} is not key=value")
+            key, value = "port", field
+        if key not in ("port", "interface", "backlog"):
+            raise ValueError(f"{description!r}: HTTP workers do not take {key}=")
+        values[key] = value
+    try:
+        port = int(values["port"])
+        backlog = int(values.get("backlog", "50"))
+        interface = values.get("interface", "")
+        if interface:
+            ipaddress.ip_address(interface)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{description!r}: {e}") from None
+    return port, interface, backlog
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, pool: WorkerPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.link = Link(pool.handlers)
+        self.ended: Deferred[None] = Deferred()
+        self._err = b""
+
+    def connectionMade(self) -> None:
+        self.link.makeConnection(self.transport)  # writes go to the worker's stdin
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            self.link.dataReceived(data)
+            return
+        self._err += data  # its log lines
+        *lines, self._err = self._err.split(b"\n")
+        for line in lines:
+            if line.strip():
+                log.info(
+                    "http worker {n}: {line}", n=self.index, line=line.decode(errors="replace")
+                )
+
+    def processEnded(self, reason: Failure) -> None:
+        self.link.connectionLost(reason)
+        self.ended.callback(None)
+        self.pool.ended(self, reason)
+
+
+class WorkerPool(Service):
+    """Opens the HTTP sockets, runs ``count`` workers on them, and answers their calls."""
+
+    name = "http-workers"
+
+    def __init__(
+        self,
+        *,
+        count: int,
+        listen: list[str],
+        config_path: str | None,
+        data_dir: str,
+        handlers: dict[str, Handler],
+        reactor: Any,
+    ) -> None:
+        self.count = count
+        self.listeners = [Listener(d) for d in listen]
+        self.config_path = config_path
+        self.data_dir = data_dir
+        self.handlers = handlers
+        self.reactor = reactor
+        self.workers: dict[int, _Worker] = {}
+        self._restarts: dict[int, Any] = {}
+        self._started: dict[int, float] = {}  # when each worker was last started
+        self._delay: dict[int, float] = {}  # its next restart delay
+
+    def privilegedStartService(self) -> None:
+        for listener in self.listeners:
+            listener.open()  # CannotListenError: the start stops with one line
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        super().startService()
+        for i in range(self.count):
+            self._spawn(i)
+        log.info(
+            "HTTP served by {count} worker processes on {listen}",
+            count=self.count,
+            listen=", ".join(x.description for x in self.listeners),
+        )
+
+    def _spawn(self, index: int) -> None:
+        self._restarts.pop(index, None)
+        if not self.running:
+            return
+        worker = _Worker(self, index)
+        fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
+        specs = []
+        for n, listener in enumerate(self.listeners):
+            assert listener.socket is not None
+            fds[3 + n] = listener.socket.fileno()
+            specs.append(f"{3 + n}:{int(listener.family)}")
+        argv = [
+            sys.executable,
+            "-m",
+            "smsd.workers",
+            os.path.abspath(self.config_path) if self.config_path else "",
+            os.path.abspath(self.data_dir),
+            str(index),
+            *specs,
+        ]
+        self.reactor.spawnProcess(worker, sys.executable, argv, env=dict(os.environ), childFDs=fds)
+        self.workers[index] = worker
+        self._started[index] = self.reactor.seconds()
+
+    def ended(self, worker: _Worker, reason: Failure) -> None:
+        if self.workers.get(worker.index) is worker:
+            del self.workers[worker.index]
+        if self.running:
+            # One that keeps dying at once (a broken install) is retried ever more slowly.
+            lived = self.reactor.seconds() - self._started.get(worker.index, 0.0)
+            delay = 1.0 if lived > 10 else min(30.0, 2 * self._delay.get(worker.index, 0.5))
+            self._delay[worker.index] = delay
+            log.warn(
+                "http worker {n} ended ({why}); starting it again in {delay:g}s",
+                n=worker.index,
+                why=reason.getErrorMessage(),
+                delay=delay,
+            )
+            self._restarts[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        for call in self._restarts.values():
+            if call.active():
+                call.cancel()
+        self._restarts.clear()
+        workers = list(self.workers.values())
+        for w in workers:  # a worker stops taking requests and answers what it has
+            _signal(w, "TERM")
+        kill = self.reactor.callLater(10.0, lambda: [_signal(w, "KILL") for w in workers])
+        d = DeferredList([w.ended for w in workers])
+
+        def done(_: Any) -> None:
+            if kill.active():
+                kill.cancel()
+            for listener in self.listeners:
+                listener.close()
+
+        d.addBoth(done)
+        return d.addCallback(lambda _: None)
+
+
+def _signal(worker: _Worker, name: str) -> None:
+    if worker.transport is not None:
+        with contextlib.suppress(error.ProcessExitedAlready):
+            worker.transport.signalProcess(name)
+
+
+# --- the worker's side --------------------------------------------------------------------------
+
+
+def worker_main(argv: list[str]) -> None:
+    """``python -m smsd.workers CONFIG DATA_DIR INDEX FD:FAMILY...`` (started by WorkerPool)."""
+    from twisted.internet import reactor, stdio
+    from twisted.logger import formatEventAsClassicLogText, globalLogBeginner
+
+    from smsd.channels.http import HttpContext, make_site
+    from smsd.config import load
+    from smsd.core.routing import Router
+    from smsd.core.submit import SubmitSettings, Submitter
+    from smsd.core.users import Directory, make_portal
+    from smsd.service import SWITCH_INTERVAL, tune_gc
+    from smsd.store import open_store
+
+    config_path, data_dir, index, *specs = argv
+
+    def to_main(event: dict[str, Any]) -> None:  # the main process adds the time
+        text = formatEventAsClassicLogText(event, formatTime=lambda _: "")
+        if text:
+            sys.stderr.write(text.lstrip())
+            sys.stderr.flush()
+
+    globalLogBeginner.beginLoggingTo([to_main], redirectStandardIO=False)
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    config = load(config_path or None, data_dir)
+    store = open_store(
+        config.store.url,
+        config.data_dir,
+        synchronous=config.store.synchronous,
+        batch=config.store.batch,
+    )
+    link = Link({})
+    ids = config.gateway_ids()
+    submitter = Submitter(
+        store,
+        SubmitSettings(
+            default_country=config.smsd.default_country,
+            validity=config.dispatch.validity,
+            transliterate=config.text.transliterate,
+            ref16=config.text.ref16,
+            gateway_ids=frozenset(ids),
+            max_recipients=config.http.max_recipients,
+        ),
+        reactor,
+        router=Router.from_config(config.routes, ids),
+        remote=lambda batch: link.call("commit", batch),
+    )
+    context = HttpContext(
+        settings=config.http,
+        submitter=submitter,
+        portal=make_portal(Directory(store, reactor)),
+        store=store,
+        trusted_networks=[
+            ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks
+        ],
+        reactor=reactor,
+        health=lambda: link.call("health"),
+        inject=lambda *args: link.call("inject", args),
+    )
+    site = make_site(context)
+    ports = []
+    for spec in specs:
+        fd, family = (int(x) for x in spec.split(":"))
+        ports.append(reactor.adoptStreamPort(fd, socket.AddressFamily(family), site))
+        os.close(fd)  # adoptStreamPort made its own copy
+
+    def draining() -> Deferred[None]:
+        """Stop taking connections; answer what was taken (for at most 5 seconds)."""
+        for port in ports:
+            port.stopListening()
+        d: Deferred[None] = Deferred()
+        deadline = reactor.seconds() + 5.0
+
+        def check() -> None:
+            busy = submitter.busy() or link.waiting()
+            if busy and reactor.seconds() < deadline and not link.lost.called:
+                reactor.callLater(0.02, check)
+            else:
+                d.callback(None)
+
+        check()
+        return d
+
+    reactor.addSystemEventTrigger("before", "shutdown", draining)
+    reactor.addSystemEventTrigger("after", "shutdown", store.close)
+    stdio.StandardIO(link)
+    link.lost.addCallback(lambda _: reactor.running and reactor.stop())
+    reactor.callWhenRunning(tune_gc)
+    log.info("serving HTTP (worker {index}, pid {pid})", index=index, pid=os.getpid())
+    reactor.run()
+
+
+if __name__ == "__main__":
+    worker_main(sys.argv[1:])

@@ -296,8 +296,12 @@ class SmsdUnderTest:
 
     @property
     def pids(self) -> dict[str, int]:
+        """The main process and its HTTP workers ([http] workers), if any."""
         assert self.smsd.proc is not None
-        return {"smsd": self.smsd.proc.pid}
+        pid = self.smsd.proc.pid
+        path = f"/proc/{pid}/task/{pid}/children"
+        workers = open(path).read().split() if os.path.exists(path) else []  # noqa: SIM115
+        return {"smsd": pid, **{f"http worker {i}": int(w) for i, w in enumerate(workers)}}
 
     def uri(self, n: int) -> str:
         return f"{self.smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}"

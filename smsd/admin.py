@@ -389,18 +389,6 @@ def _rank(order: list[str], state: str) -> int:
     return order.index(state) if state in order else len(order)
 
 
-def submit_settings(config: Config) -> SubmitSettings:
-    """The same settings the daemon's Submitter gets (smsd/service.py)."""
-    return SubmitSettings(
-        default_country=config.smsd.default_country,
-        validity=config.dispatch.validity,
-        transliterate=config.text.transliterate,
-        ref16=config.text.ref16,
-        gateway_ids=frozenset(config.gateway_ids()),
-        max_recipients=config.http.max_recipients,
-    )
-
-
 async def send(ctx: Context, args: argparse.Namespace) -> None:
     """Queue through the core like any channel; the daemon's dispatcher finds it on its poll.
 
@@ -417,7 +405,9 @@ async def send(ctx: Context, args: argparse.Namespace) -> None:
         origin=PROG,
     )
     router = Router.from_config(ctx.config.routes, ctx.config.gateway_ids())
-    submitter = Submitter(ctx.store, submit_settings(ctx.config), ctx.reactor, router=router)
+    submitter = Submitter(
+        ctx.store, SubmitSettings.from_config(ctx.config), ctx.reactor, router=router
+    )
     try:
         accepted = await submitter.submit(
             submission, user, maxmsgs=ctx.config.http.maxmsgs, truncate=False

@@ -208,14 +208,7 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
 
     submitter = Submitter(
         store,
-        SubmitSettings(
-            default_country=config.smsd.default_country,
-            validity=config.dispatch.validity,
-            transliterate=config.text.transliterate,
-            ref16=config.text.ref16,
-            gateway_ids=frozenset(ids),
-            max_recipients=config.http.max_recipients,
-        ),
+        SubmitSettings.from_config(config),
         reactor,
         committed=dispatcher.wake,
         router=router,

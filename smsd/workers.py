@@ -359,14 +359,7 @@ def worker_main(argv: list[str]) -> None:
     ids = config.gateway_ids()
     submitter = Submitter(
         store,
-        SubmitSettings(
-            default_country=config.smsd.default_country,
-            validity=config.dispatch.validity,
-            transliterate=config.text.transliterate,
-            ref16=config.text.ref16,
-            gateway_ids=frozenset(ids),
-            max_recipients=config.http.max_recipients,
-        ),
+        SubmitSettings.from_config(config),
         reactor,
         router=Router.from_config(config.routes, ids),
         remote=lambda batch: link.call("commit", batch),

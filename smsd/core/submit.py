@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import random
 from collections.abc import Callable, Collection
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, fail
@@ -23,6 +23,9 @@ from smsd.core.routing import Router
 from smsd.core.users import account_problem
 from smsd.model import Message, OutPart, SenderPolicy, Submission, User
 from smsd.store import Added, Charge, Claim, NewMessage, QuotaExceeded
+
+if TYPE_CHECKING:
+    from smsd.config import Config
 
 log = Logger()
 
@@ -72,6 +75,18 @@ class SubmitSettings:
     ref16: bool = False
     gateway_ids: Collection[str] = ()
     max_recipients: int = 1000
+
+    @classmethod
+    def from_config(cls, config: Config) -> SubmitSettings:
+        """What every Submitter (the daemon's, an HTTP worker's, smsd-admin's) takes."""
+        return cls(
+            default_country=config.smsd.default_country,
+            validity=config.dispatch.validity,
+            transliterate=config.text.transliterate,
+            ref16=config.text.ref16,
+            gateway_ids=frozenset(config.gateway_ids()),
+            max_recipients=config.http.max_recipients,
+        )
 
 
 Remote = Callable[

@@ -1312,6 +1312,21 @@ def _marked_receipt(pdu: Pdu, tlv_id: str | None) -> bool:
     return tlv_id is not None and pdu.tlv(Tag.MESSAGE_STATE) is not None
 
 
+def _receipt_tlvs(pdu: Pdu, tlv_id: str | None) -> tuple[str | None, str | None, str | None]:
+    """(id, stat, err) as the receipt TLVs say them; None where a TLV is missing."""
+    state = pdu.tlv_int(Tag.MESSAGE_STATE)
+    network_error = pdu.tlv(Tag.NETWORK_ERROR_CODE)
+    err = None
+    if network_error is not None and len(network_error) >= 3:
+        err = f"{int.from_bytes(network_error[1:3], 'big'):03d}"
+    stat = MESSAGE_STATES.get(state) if state is not None else None
+    return (tlv_id.strip() if tlv_id else None), stat, err
+
+
+def _receipt_text(pdu: Pdu) -> bytes:
+    return pdu.params.get("short_message") or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
+
+
 def receipt_from_pdu(pdu: Pdu, *, sniff: bool = False) -> Receipt | None:
     """The receipt a deliver_sm or data_sm carries, or None when it is an ordinary MO.
 
@@ -1326,21 +1341,17 @@ def receipt_from_pdu(pdu: Pdu, *, sniff: bool = False) -> Receipt | None:
         return None
     tlv_id = pdu.tlv_str(Tag.RECEIPTED_MESSAGE_ID)
     marked = _marked_receipt(pdu, tlv_id)
-    body = pdu.params.get("short_message") or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
-    parsed = parse_receipt(body) if (marked or sniff) else None
+    parsed = parse_receipt(_receipt_text(pdu)) if (marked or sniff) else None
     if not marked and (parsed is None or parsed.id is None or parsed.stat is None):
         return None
-    receipt = parsed or Receipt()
-    state = pdu.tlv_int(Tag.MESSAGE_STATE)
-    network_error = pdu.tlv(Tag.NETWORK_ERROR_CODE)
-    changes: dict[str, Any] = {"state": state, "network_error_code": network_error}
-    if tlv_id:
-        changes["id"] = tlv_id.strip()
-    if state in MESSAGE_STATES:
-        changes["stat"] = MESSAGE_STATES[state]
-    if network_error is not None and len(network_error) >= 3:
-        changes["err"] = f"{int.from_bytes(network_error[1:3], 'big'):03d}"
-    return attrs.evolve(receipt, **changes)
+    changes: dict[str, Any] = {
+        "state": pdu.tlv_int(Tag.MESSAGE_STATE),
+        "network_error_code": pdu.tlv(Tag.NETWORK_ERROR_CODE),
+    }
+    for name, value in zip(("id", "stat", "err"), _receipt_tlvs(pdu, tlv_id), strict=True):
+        if value is not None:  # the TLVs win over the text
+            changes[name] = value
+    return attrs.evolve(parsed or Receipt(), **changes)
 
 
 _QUICK_FIELD = re.compile(rb"(?i)\b(id|stat|err):\s*([^\s]*)")
@@ -1356,16 +1367,9 @@ def receipt_essentials(pdu: Pdu) -> tuple[str | None, str | None, str | None] | 
     tlv_id = pdu.tlv_str(Tag.RECEIPTED_MESSAGE_ID)
     if not _marked_receipt(pdu, tlv_id):
         return None
-    receipt_id = tlv_id.strip() if tlv_id else None
-    state = pdu.tlv_int(Tag.MESSAGE_STATE)
-    stat = MESSAGE_STATES.get(state) if state is not None else None
-    err = None
-    network_error = pdu.tlv(Tag.NETWORK_ERROR_CODE)
-    if network_error is not None and len(network_error) >= 3:
-        err = f"{int.from_bytes(network_error[1:3], 'big'):03d}"
+    receipt_id, stat, err = _receipt_tlvs(pdu, tlv_id)
     if receipt_id is None or stat is None or err is None:
-        body = pdu.params.get("short_message") or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
-        for key, value in _QUICK_FIELD.findall(body):
+        for key, value in _QUICK_FIELD.findall(_receipt_text(pdu)):
             word = value.decode("latin-1")
             key = key.lower()
             if key == b"id" and receipt_id is None:

@@ -9,7 +9,6 @@ finishes what is in flight, gateways close, then the store.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import os
 import sqlite3
 import sys
@@ -41,7 +40,7 @@ from smsd.model import Inbound, InboundPart, Report
 from smsd.store import Change, StoreError, open_store
 from smsd.store.schema import SchemaTooNew
 from smsd.traffic import TrafficLog
-from smsd.workers import WorkerPool, parse_tcp
+from smsd.workers import WorkerPool
 
 log = Logger()
 
@@ -250,22 +249,23 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
             raise HttpError(400, str(e)) from None
         return receiver.receive(Inbound(gateway, sender, recipient, text))
 
-    http = HttpContext(
-        settings=config.http,
+    if config.http.workers:
+        try:
+            workers = _workers(config, submitter, health, inject, reactor)
+        except ValueError as e:
+            raise ConfigError(f"{config.path}: http.listen: {e} (with http.workers)") from None
+        root.channels.append(workers)
+        root.listen.append(", ".join(config.http.listen))
+        return root
+    http = HttpContext.from_config(
+        config,
         submitter=submitter,
         portal=portal,
         store=store,
-        trusted_networks=[
-            ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks
-        ],
         reactor=reactor,
         health=health,
         inject=inject,
     )
-    if config.http.workers:
-        root.channels.append(_workers(config, submitter, health, inject, reactor))
-        root.listen.append(", ".join(config.http.listen))
-        return root
     site = make_site(http)
     for description in config.http.listen:
         service = StreamServerEndpointService(serverFromString(reactor, description), site)
@@ -281,11 +281,6 @@ def _workers(
     config: Config, submitter: Submitter, health: Any, inject: Any, reactor: Any
 ) -> WorkerPool:
     """``[http] workers``: HTTP in worker processes; this one commits what they take."""
-    for description in config.http.listen:
-        try:
-            parse_tcp(description)
-        except ValueError as e:
-            raise ConfigError(f"{config.path}: http.listen: {e} (with http.workers)") from None
 
     def commit(batch: list[Any]) -> Deferred[list[Any]]:
         pending = [submitter.queue_prepared(messages, charge) for messages, charge in batch]

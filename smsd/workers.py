@@ -27,7 +27,6 @@ second; a worker whose main process has gone stops.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import pickle
 import socket
@@ -38,8 +37,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import error
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, serverFromString
+from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
@@ -118,70 +117,33 @@ def _portable(failure: Failure) -> BaseException:
 
 
 class Listener:
-    """One ``tcp:`` endpoint of ``[http] listen``, opened by the main process for the workers."""
+    """One endpoint of ``[http] listen``, listened on by the main process for the workers.
 
-    def __init__(self, description: str) -> None:
+    Twisted parses and opens it (so ``tcp:`` takes every option it takes anywhere);
+    the main process never accepts on it, it only hands the socket to the workers."""
+
+    def __init__(self, description: str, reactor: Any) -> None:
+        endpoint = serverFromString(reactor, description)
+        if not isinstance(endpoint, TCP4ServerEndpoint | TCP6ServerEndpoint):
+            raise ValueError(f"HTTP workers take tcp: endpoints only, not {description!r}")
         self.description = description
-        port, interface, backlog = parse_tcp(description)
-        self.port, self.interface, self.backlog = port, interface, backlog
-        family = socket.AF_INET6 if ":" in interface else socket.AF_INET
-        self.family = family
-        self.socket: socket.socket | None = None
+        self.endpoint = endpoint
+        self.port: Any = None
 
     def open(self) -> None:
-        s = socket.socket(self.family, socket.SOCK_STREAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((self.interface, self.port))
-            s.listen(self.backlog)
-        except OSError as e:
-            s.close()
-            raise CannotListenError(self.interface, self.port, e) from None
-        s.setblocking(False)
-        self.socket = s
+        """Listen now: a TCP endpoint does so at once, and a port in use raises here."""
+        result: list[Any] = []
+        self.endpoint.listen(Factory()).addBoth(result.append)
+        [port] = result
+        if isinstance(port, Failure):
+            port.raiseException()  # CannotListenError
+        port.stopReading()
+        self.port = port
 
     def close(self) -> None:
-        if self.socket is not None:
-            self.socket.close()
-            self.socket = None
-
-
-def parse_tcp(description: str) -> tuple[int, str, int]:
-    """(port, interface, backlog) of a ``tcp:`` endpoint string (Twisted's syntax:
-    ``tcp:8080``, ``tcp:port=8080:interface=127.0.0.1:backlog=50``, ``\\:`` in IPv6)."""
-    fields, current, escaped = [], "", False
-    for ch in description:
-        if escaped:
-            current, escaped = current + ch, False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            fields.append(current)
-            current = ""
-        else:
-            current += ch
-    fields.append(current)
-    if fields[0] != "tcp":
-        raise ValueError(f"HTTP workers take tcp: endpoints only, not {description!r}")
-    values: dict[str, str] = {}
-    for i, field in enumerate(fields[1:]):
-        key, sep, value = field.partition("=")
-        if not sep:
-            if i != 0:
-                raise ValueError(f"{description!r}: {field!r} is not key=value")
-            key, value = "port", field
-        if key not in ("port", "interface", "backlog"):
-            raise ValueError(f"{description!r}: HTTP workers do not take {key}=")
-        values[key] = value
-    try:
-        port = int(values["port"])
-        backlog = int(values.get("backlog", "50"))
-        interface = values.get("interface", "")
-        if interface:
-            ipaddress.ip_address(interface)
-    except (KeyError, ValueError) as e:
-        raise ValueError(f"{description!r}: {e}") from None
-    return port, interface, backlog
+        if self.port is not None:
+            self.port.stopListening()
+            self.port = None
 
 
 class _Worker(ProcessProtocol):
@@ -229,7 +191,7 @@ class WorkerPool(Service):
         reactor: Any,
     ) -> None:
         self.count = count
-        self.listeners = [Listener(d) for d in listen]
+        self.listeners = [Listener(d, reactor) for d in listen]
         self.config_path = config_path
         self.data_dir = data_dir
         self.handlers = handlers
@@ -262,9 +224,8 @@ class WorkerPool(Service):
         fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
         specs = []
         for n, listener in enumerate(self.listeners):
-            assert listener.socket is not None
-            fds[3 + n] = listener.socket.fileno()
-            specs.append(f"{3 + n}:{int(listener.family)}")
+            fds[3 + n] = listener.port.fileno()
+            specs.append(f"{3 + n}:{int(listener.port.addressFamily)}")
         argv = [
             sys.executable,
             "-m",
@@ -364,14 +325,11 @@ def worker_main(argv: list[str]) -> None:
         router=Router.from_config(config.routes, ids),
         remote=lambda batch: link.call("commit", batch),
     )
-    context = HttpContext(
-        settings=config.http,
+    context = HttpContext.from_config(
+        config,
         submitter=submitter,
         portal=make_portal(Directory(store, reactor)),
         store=store,
-        trusted_networks=[
-            ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks
-        ],
         reactor=reactor,
         health=lambda: link.call("health"),
         inject=lambda *args: link.call("inject", args),

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smsd.channels.httpserver import HttpSite, Request
-from smsd.config import HttpSection
+from smsd.config import Config, HttpSection
 from smsd.core.submit import Refused, Submitter
 from smsd.core.users import IAccount
 from smsd.model import User
@@ -77,6 +77,13 @@ class HttpContext:
     health: Callable[[], Deferred[dict[str, Any]]]
     inject: Callable[..., Deferred[int]]
     _trust_cache: dict[str, bool] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config, **parts: Any) -> HttpContext:
+        """The context from ``[http]`` and ``[smsd] trusted_networks``, and ``parts``
+        (submitter, portal, store, reactor, health, inject) from whoever serves HTTP."""
+        networks = [ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks]
+        return cls(settings=config.http, trusted_networks=networks, **parts)
 
     def is_trusted(self, host: str) -> bool:
         hit = self._trust_cache.get(host)

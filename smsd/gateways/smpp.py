@@ -852,24 +852,21 @@ def _tls_failure(reason: Failure) -> str | None:
 
 def load_trust_root(path: str) -> Any:
     """The CA certificates of a PEM file, as a trust root for TLS; ValueError says why not."""
+    from cryptography.x509 import load_pem_x509_certificates
+    from OpenSSL.crypto import X509
+
     try:
         with open(path, "rb") as f:
             pem = f.read()
     except OSError as e:
         raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    blocks = [
-        b"-----BEGIN CERTIFICATE-----"
-        + chunk.split(b"-----END CERTIFICATE-----")[0]
-        + b"-----END CERTIFICATE-----\n"
-        for chunk in pem.split(b"-----BEGIN CERTIFICATE-----")[1:]
-    ]
-    if not blocks:
-        raise ValueError(f"{path} holds no PEM certificate")
     try:
-        certificates = [ssl.Certificate.loadPEM(b) for b in blocks]
-    except Exception as e:  # pyOpenSSL's errors say little more than "bad"
-        raise ValueError(f"{path}: not a valid PEM certificate ({e})") from None
-    return ssl.trustRootFromCertificates(certificates)
+        certificates = load_pem_x509_certificates(pem)
+    except ValueError:  # cryptography's words point to its FAQ, not to the file
+        raise ValueError(f"{path} holds no valid PEM certificate") from None
+    return ssl.trustRootFromCertificates(
+        [ssl.Certificate(X509.from_cryptography(c)) for c in certificates]
+    )
 
 
 def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> SmppGateway:

@@ -573,6 +573,14 @@ class ErrorTests(SmppCase):
     """Throttling backs off without counting a failure; temporary errors retry; permanent
     ones fail with the SMSC's status; the link's overrides win."""
 
+    async def refused_once(self, status: int, link: str = "") -> int:
+        """smsd bound (with ``link``); the SMSC answers the next submit_sm ``status``;
+        the id of the SMS submitted then."""
+        await self.start(link)
+        await self.bound()
+        self.smsc.fail_next(status)
+        return await self.submit("Hello")
+
     async def test_throttled_then_sent_without_an_attempt(self) -> None:
         """ESME_RTHROTTLED twice: sent in the end, one attempt, no strike in the pool."""
         await self.start('throttle_delay = "100ms"')
@@ -644,39 +652,29 @@ class ErrorTests(SmppCase):
 
     async def test_system_error_is_retried(self) -> None:
         """ESME_RSYSERR is temporary: sent on the second attempt."""
-        await self.start()
-        await self.bound()
-        self.smsc.fail_next(sim.ESME_RSYSERR)
-        message_id = await self.submit("Hello")
+        message_id = await self.refused_once(sim.ESME_RSYSERR)
         m = await self.wait_state(message_id, "delivered")
         self.assertEqual(m["attempts"], 2)
         self.assertEqual([s.status for s in self.smsc.submits], [sim.ESME_RSYSERR, sim.ESME_ROK])
 
     async def test_temporary_errors_override(self) -> None:
         """temporary_errors = ["ESME_RINVDSTADR"]: that status is retried."""
-        await self.start('temporary_errors = ["ESME_RINVDSTADR"]')
-        await self.bound()
-        self.smsc.fail_next(sim.ESME_RINVDSTADR)
-        message_id = await self.submit("Hello")
+        message_id = await self.refused_once(
+            sim.ESME_RINVDSTADR, 'temporary_errors = ["ESME_RINVDSTADR"]'
+        )
         m = await self.wait_state(message_id, "delivered")
         self.assertEqual(m["attempts"], 2)
 
     async def test_permanent_errors_override(self) -> None:
         """permanent_errors = ["0x08"]: ESME_RSYSERR fails the message at once."""
-        await self.start('permanent_errors = ["0x08"]')
-        await self.bound()
-        self.smsc.fail_next(sim.ESME_RSYSERR)
-        message_id = await self.submit("Hello")
+        message_id = await self.refused_once(sim.ESME_RSYSERR, 'permanent_errors = ["0x08"]')
         m = await self.wait_state(message_id, "failed")
         self.assertIn("ESME_RSYSERR (0x08)", m["error"] or m["status"])
         self.assertEqual(len(self.smsc.submits), 1)
 
     async def test_generic_nack_for_a_submit_is_an_error_of_that_message(self) -> None:
         """A submit_sm answered generic_nack ESME_RSYSERR... is retried, the bind stays."""
-        await self.start()
-        await self.bound()
-        self.smsc.fail_next(sim.ESME_RSYSERR)
-        message_id = await self.submit("Hello")
+        message_id = await self.refused_once(sim.ESME_RSYSERR)
         await self.wait_state(message_id, "delivered")
         self.assertEqual(len(self.smsc.sessions), 1)
 

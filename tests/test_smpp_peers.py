@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 from twisted.internet import defer, error
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
@@ -354,15 +354,21 @@ class NetSmppTests(PeerCase):
         [seq] = peer.values("receipt_seq")
         self.assertEqual(await peer.wait_values("receipt_resp"), [f"{seq}/0"])
 
-    async def test_mo_lands_in_the_inbox_and_is_answered(self) -> None:
-        """An MO deliver_sm from Perl: in the inbox with its numbers and text, and answered
-        with deliver_sm_resp status 0 (only once committed)."""
+    async def mo_from_perl(self, data_coding: int, short_message: bytes) -> Any:
+        """Perl sends an MO from BOB to 1234; checks it was answered deliver_sm_resp 0
+        and returns the one inbound SMS that smsd stored."""
         peer = await self.perl_smsc()
-        text = "Hi from Perl @ 5€"
-        peer.send(f"mo {BOB[1:]} 1234 0 {gsm(text).hex()}")
+        peer.send(f"mo {BOB[1:]} 1234 {data_coding} {short_message.hex()}")
         [seq] = await peer.wait_values("mo_seq")
         self.assertEqual(await peer.wait_values("mo_resp"), [f"{seq}/0"])
         [mo] = await self.inbox()
+        return mo
+
+    async def test_mo_lands_in_the_inbox_and_is_answered(self) -> None:
+        """An MO deliver_sm from Perl: in the inbox with its numbers and text, and answered
+        with deliver_sm_resp status 0 (only once committed)."""
+        text = "Hi from Perl @ 5€"
+        mo = await self.mo_from_perl(0, gsm(text))
         self.assertEqual(
             (mo.gateway, mo.sender, mo.recipient, mo.text, mo.parts),
             ("smsc", BOB, "1234", text, 1),
@@ -370,12 +376,8 @@ class NetSmppTests(PeerCase):
 
     async def test_ucs2_mo(self) -> None:
         """A UCS-2 MO (data_coding 8) from Perl: the text as sent."""
-        peer = await self.perl_smsc()
         text = "你好 мир"
-        peer.send(f"mo {BOB[1:]} 1234 8 {text.encode('utf-16-be').hex()}")
-        [seq] = await peer.wait_values("mo_seq")
-        self.assertEqual(await peer.wait_values("mo_resp"), [f"{seq}/0"])
-        [mo] = await self.inbox()
+        mo = await self.mo_from_perl(8, text.encode("utf-16-be"))
         self.assertEqual((mo.text, mo.encoding), (text, "ucs2"))
 
     async def test_invalid_destination_fails_for_good(self) -> None:

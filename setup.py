@@ -35,6 +35,7 @@ setup(
             "pytest>=8",
             "pytest-cov>=5",
             "hypothesis>=6.100",
+            "aiosmtpd>=1.4",
             "gsm0338>=1.1",
             "smspdudecoder>=2.2",
             "bitstring<5",

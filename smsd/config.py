@@ -164,6 +164,20 @@ class InboundSection:
     )
 
 
+def _relay(value: str) -> None:
+    if value:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, got {value!r}")
+
+
+@attrs.frozen
+class SmtpSection:
+    relay: str = setting(
+        "", "host:port of the mail server for alerts; empty: a Maildir in data_dir", _relay
+    )
+
+
 @attrs.frozen
 class HttpSection:
     listen: list[str] = setting(
@@ -196,7 +210,7 @@ class GatewaySection:
     """Keys every gateway has; the remaining keys belong to its type."""
 
     id: str = setting(doc="unique name, used in routes, logs and the API")
-    type: str = setting(doc="loopback (more types come with later releases)")
+    type: str = setting(doc="loopback or smpp")
     enabled: bool = setting(True, "false keeps it configured but out of the pool")
     throughput: float = setting(
         0.0, "SMS parts per second at most; 0: no limit", _between(0, 1_000_000)
@@ -248,6 +262,7 @@ class Config:
     dispatch: DispatchSection
     inbound: InboundSection
     http: HttpSection
+    smtp: SmtpSection
     gateways: list[GatewayConfig]
     routes: list[RouteSection]
 
@@ -263,7 +278,10 @@ class Config:
         return [g.common.id for g in self.gateways]
 
 
-GATEWAY_TYPES = {"loopback": "smsd.gateways.loopback", "smpp": "smsd.gateways.smpp"}
+GATEWAY_TYPES = {
+    "loopback": "smsd.gateways.loopback",
+    "smpp": "smsd.gateways.smpp",
+}
 
 EMBEDDED_DEFAULT = """
 [[gateway]]
@@ -278,6 +296,7 @@ _SECTIONS = {
     "dispatch": DispatchSection,
     "inbound": InboundSection,
     "http": HttpSection,
+    "smtp": SmtpSection,
 }
 
 

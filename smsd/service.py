@@ -24,6 +24,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from smsd import numbers
+from smsd.alerts import Alerts
 from smsd.appender import Appender
 from smsd.channels.callbacks import Callbacks
 from smsd.channels.http import HttpContext, HttpError, make_site
@@ -95,6 +96,7 @@ class Smsd(MultiService):
         self.dispatcher: Dispatcher | None = None
         self.submitter: Submitter | None = None  # what every channel submits through
         self.receiver: Service | None = None
+        self.alerts: Alerts | None = None  # with [smsd] admin_email
         self.closers: list[Any] = []  # called last, in order (traffic log, ...)
         self.started_at = 0.0
 
@@ -181,6 +183,16 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     root.receiver = receiver
     events = CoreEvents(reports, receiver)
     root.closers.insert(0, reports.flush)
+    if config.smsd.admin_email:
+        alerts = Alerts(
+            reactor,
+            to=config.smsd.admin_email,
+            domain=config.smsd.domain,
+            relay=config.smtp.relay,
+            maildir=resolve(config, os.path.join("mail", "alerts")),
+        )
+        events.on_health.append(alerts.health_changed)
+        root.alerts = alerts
 
     context = GatewayContext(config, reactor)
     now = reactor.seconds()

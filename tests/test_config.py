@@ -28,6 +28,7 @@ from smsd.config import (
     Rewrite,
     RouteSection,
     SmsdSection,
+    SmtpSection,
     StoreSection,
     TextSection,
     load,
@@ -48,6 +49,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "dispatch": (DispatchSection,),
     "inbound": (InboundSection,),
     "http": (HttpSection,),
+    "smtp": (SmtpSection,),
     "gateway": (GatewaySection, loopback.Options, smpp.Options),
     "route": (RouteSection,),
 }
@@ -261,7 +263,7 @@ class ExampleFileTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_one_active_loopback_gateway(self) -> None:
         active = [h for h in self.example.headers if not h.commented]
-        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:6], "gateway"])
+        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:7], "gateway"])
         values = {
             e.key: e.value
             for e in self.example.entries
@@ -380,10 +382,10 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_unknown_section(self) -> None:
         self.error(
-            '[smtp]\nlisten = ["tcp:2525"]\n' + GATEWAY,
-            "smtp",
+            '[snpp]\nlisten = ["tcp:4444"]\n' + GATEWAY,
+            "snpp",
             "unknown section",
-            "dispatch, gateway, http, inbound, route, smsd, store, text",
+            "dispatch, gateway, http, inbound, route, smsd, smtp, store, text",
         )
 
     def test_section_not_a_table(self) -> None:

@@ -1,0 +1,132 @@
+"""Alerts to the administrator: a gateway went down, a gateway is back.
+
+A modem that hangs or an SMSC link that drops at night must not go unnoticed
+until users complain, so every such change of a gateway's health becomes a
+mail to ``[smsd] admin_email`` (and a log line, which the core writes anyway).
+A gateway that never came up after the start counts as down. Mail goes
+through ``[smtp] relay`` when one is configured and is retried there with
+growing waits; without a relay it is written to a Maildir in the data
+directory, so that an installation without a mail server still keeps them.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import mailbox
+import os
+import socket
+from email.message import EmailMessage
+from typing import Any
+
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.mail.smtp import sendmail
+from twisted.python.failure import Failure
+
+from smsd.gateways.base import Gateway, Health
+
+log = Logger()
+
+RETRY_MIN = 10.0
+RETRY_MAX = 600.0
+GIVE_UP = 86400.0  # an alert older than a day is of no use any more
+
+
+class Alerts:
+    """Turns gateway health changes into mails; hand ``health_changed`` to the core."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        to: str,
+        domain: str,
+        relay: str = "",
+        maildir: str = "",
+    ) -> None:
+        self.reactor = reactor
+        self.to = to
+        self.sender = f"smsd@{domain}"
+        self.relay = relay
+        self.maildir = maildir
+        self.down: dict[str, str] = {}  # gateway id -> why, for those we told are down
+        self.sent = 0
+        self.failed = 0
+
+    def health_changed(self, gateway: Gateway, health: Health, reason: str) -> None:
+        if health == Health.DOWN and gateway.id not in self.down:
+            if reason == "stopped":
+                return  # smsd is shutting down: nothing for anyone to do
+            self.down[gateway.id] = reason
+            self.alert(
+                f"smsd: gateway {gateway.id} is down",
+                f"The {gateway.type} gateway {gateway.id} is down: {reason or 'no reason given'}.\n"
+                "smsd keeps trying to bring it back and sends its messages through other"
+                " gateways meanwhile (if the routes have any).\n",
+            )
+        elif health == Health.UP and gateway.id in self.down:
+            why = self.down.pop(gateway.id)
+            self.alert(
+                f"smsd: gateway {gateway.id} is back up",
+                f"The {gateway.type} gateway {gateway.id} is up again (it was down: {why}).\n",
+            )
+
+    def alert(self, subject: str, body: str) -> None:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = self.to
+        message["Subject"] = subject
+        message["Date"] = email.utils.formatdate(self.reactor.seconds(), localtime=True)
+        message["Message-ID"] = email.utils.make_msgid("alert", domain=socket.getfqdn())
+        message["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody answers it automatically
+        message.set_content(f"{body}\nHost: {socket.gethostname()}\n")
+        if self.relay:
+            self._relay(message, self.reactor.seconds(), RETRY_MIN)
+        else:
+            self._keep(message)
+
+    def _relay(self, message: EmailMessage, first: float, wait: float) -> None:
+        host, _, port = self.relay.rpartition(":")
+        d = sendmail(host, self.sender, [self.to], message.as_bytes(), port=int(port))
+
+        def sent(_: Any) -> None:
+            self.sent += 1
+
+        def failed(f: Failure) -> None:
+            if self.reactor.seconds() - first > GIVE_UP:
+                self.failed += 1
+                log.error(
+                    "alert {subject!r} not sent for a day, dropped: {why}",
+                    subject=message["Subject"],
+                    why=f.getErrorMessage(),
+                )
+                return
+            log.warn(
+                "alert {subject!r} not sent ({why}); trying again in {wait:.0f} s",
+                subject=message["Subject"],
+                why=f.getErrorMessage(),
+                wait=wait,
+            )
+            self.reactor.callLater(wait, self._relay, message, first, min(wait * 2, RETRY_MAX))
+
+        d.addCallbacks(sent, failed)
+
+    def _keep(self, message: EmailMessage) -> None:
+        def write() -> None:
+            os.makedirs(os.path.dirname(self.maildir) or ".", exist_ok=True)
+            mailbox.Maildir(self.maildir, create=True).add(message)
+
+        def failed(f: Failure) -> None:
+            self.failed += 1
+            log.failure(
+                "alert {subject!r} not written to {maildir}",
+                f,
+                subject=message["Subject"],
+                maildir=self.maildir,
+            )
+
+        def kept(_: Any) -> None:
+            self.sent += 1
+
+        pool = self.reactor.getThreadPool()
+        deferToThreadPool(self.reactor, pool, write).addCallbacks(kept, failed)

@@ -36,6 +36,7 @@ setup(
             "pytest-cov>=5",
             "hypothesis>=6.100",
             "aiosmtpd>=1.4",
+            "python-gsmmodem-new>=0.13",
             "gsm0338>=1.1",
             "smspdudecoder>=2.2",
             "bitstring<5",

@@ -34,7 +34,7 @@ from smsd.config import (
     load,
 )
 from smsd.configschema import Duration, convert, parse_duration
-from smsd.gateways import loopback, smpp
+from smsd.gateways import loopback, modem, smpp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "smsd.toml")
@@ -50,7 +50,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "inbound": (InboundSection,),
     "http": (HttpSection,),
     "smtp": (SmtpSection,),
-    "gateway": (GatewaySection, loopback.Options, smpp.Options),
+    "gateway": (GatewaySection, loopback.Options, modem.Options, smpp.Options),
     "route": (RouteSection,),
 }
 
@@ -601,10 +601,10 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_unknown_gateway_type(self) -> None:
         self.error(
-            '[[gateway]]\nid = "modem1"\ntype = "modem"\n',
-            "gateway.modem1.type",
-            "'modem'",
-            "known: loopback, smpp",
+            '[[gateway]]\nid = "ucp1"\ntype = "ucp"\n',
+            "gateway.ucp1.type",
+            "'ucp'",
+            "known: loopback, modem, smpp",
         )
 
     def test_gateway_id_missing(self) -> None:
@@ -765,11 +765,11 @@ class DaemonTests(TempDirMixin, unittest.SynchronousTestCase):
         )
 
     def test_unknown_gateway_type(self) -> None:
-        self.write('[[gateway]]\nid = "modem1"\ntype = "modem"\n', "bad.toml")
+        self.write('[[gateway]]\nid = "ucp1"\ntype = "ucp"\n', "bad.toml")
         self.assertEqual(
             self.refusal("bad.toml"),
-            "smsd: bad.toml: gateway.modem1.type: unknown gateway type 'modem'"
-            " (known: loopback, smpp)",
+            "smsd: bad.toml: gateway.ucp1.type: unknown gateway type 'ucp'"
+            " (known: loopback, modem, smpp)",
         )
 
     def test_unknown_section(self) -> None:

@@ -238,6 +238,61 @@ class StartTests(ModemCase):
         await self.up()
 
 
+class StyleTests(ModemCase):
+    """Send and receive through modems that talk like real ones do."""
+
+    async def round_trip(self, **modem_options: Any) -> FakeModem:
+        modem = self.modem(**modem_options)
+        await self.start()
+        await self.up()
+        message_id = await self.submit("Hello €uro [1]")
+        await self.wait_state(message_id, "sent")
+        self.assertEqual(modem.sent[0].text, "Hello €uro [1]")
+        modem.deliver(BOB, "Answer ~ ^ {ok}")
+        await wait_for(lambda: self.inbox(), what="the MO")
+        [inbound] = await self.inbox()
+        self.assertEqual(inbound.text, "Answer ~ ^ {ok}")
+        return modem
+
+    async def test_generic_echo_on(self) -> None:
+        await self.round_trip(echo=True)
+
+    async def test_generic_echo_off(self) -> None:
+        await self.round_trip(echo=False)
+
+    async def test_huawei_with_noise(self) -> None:
+        modem = await self.round_trip(style="huawei", noise_interval=0.05)
+        self.assertGreater(modem._noise_i, 5, "the noise was there")
+
+    async def test_wavecom(self) -> None:
+        await self.round_trip(style="wavecom")
+
+    async def test_simcom(self) -> None:
+        await self.round_trip(style="simcom")
+
+    async def test_modem_that_reboots_by_itself_is_set_up_again(self) -> None:
+        """After a reboot its settings are gone (PDU mode, CNMI): smsd sees the boot URC
+        and initialises it again, so that +CMTI comes again."""
+        for style in ("simcom", "wavecom", "huawei"):
+            modem = self.modem(style=style, name=f"tty{style}")
+            await self.start(modems=[modem])
+            await self.up()
+            inits = modem.commands.count("AT+CMGF=0")
+            modem.reboot()
+            await wait_for(
+                lambda m=modem, n=inits: m.commands.count("AT+CMGF=0") > n,  # type: ignore[misc]
+                what=f"{style} initialised again",
+            )
+            await self.up()
+            modem.deliver(BOB, f"after the {style} reboot")
+            await wait_for(self.inbox, what="the MO")
+            [inbound] = await self.inbox()
+            self.assertEqual(inbound.text, f"after the {style} reboot")
+            await self.stop()
+            self.root = None
+            shutil.rmtree(self.data_dir)
+
+
 class SendTests(ModemCase):
     async def test_sent_then_delivered_by_status_report(self) -> None:
         modem = self.modem()

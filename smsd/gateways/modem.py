@@ -47,7 +47,9 @@ from smsd.model import Inbound, InboundPart, Message, PartResult, Report, State
 log = Logger()
 
 REPORT_MEMORY = 7 * 86400.0  # how long a sent part waits for its status report
-RESTARTED = frozenset({"RDY", "^SYSSTART"})  # a modem that rebooted says so (SIMCom, Cinterion)
+# A modem that rebooted says so: SIMCom "RDY", Cinterion and Huawei "^SYSSTART", Wavecom
+# "+WIND: 3" / "+WIND: 4" (ready for AT commands).
+RESTARTED = frozenset({"RDY", "^SYSSTART"})
 REGISTERED = {"1": "home network", "5": "roaming"}
 REGISTRATION = {
     "0": "not registered, not searching",
@@ -697,7 +699,9 @@ class ModemGateway(Gateway):
                 self.ready = False
                 self.registration = REGISTRATION.get(stat, stat)
                 self._down(f"lost network registration: {self.registration}")
-        elif name in RESTARTED and self.ready:
+        elif (name in RESTARTED or (name == "+WIND" and urc.value.strip() in ("3", "4"))) and (
+            self.ready
+        ):
             # The modem restarted by itself: its settings (PDU mode, CNMI) are gone.
             self._reinit("the modem restarted")
         elif name == "^RSSI":

@@ -19,11 +19,13 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import reactor as global_reactor
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from smsd.config import load
 from smsd.configschema import ConfigError
 from smsd.gateways.base import Health
+from smsd.gateways.modem import _shown
 from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
 from tests.fakes import sleep, wait_for
@@ -55,9 +57,9 @@ type = "modem"
 device = "{device}"
 number = "{number}"
 max_failures = 100
-command_timeout = "500ms"
-cmgs_timeout = "1s"
-check_interval = "300ms"
+command_timeout = "1s"
+cmgs_timeout = "2s"
+check_interval = "500ms"
 reopen_min = "200ms"
 reopen_max = "500ms"
 sweep_interval = "1s"
@@ -182,10 +184,19 @@ class StartTests(ModemCase):
         self.assertEqual(status["identity"]["imei"], modem.imei)
         self.assertIsInstance(status["signal"], int)
 
-    async def test_pin_entered_once(self) -> None:
-        modem = self.modem(pin="1234")
+    async def test_pin_entered_once_and_never_logged(self) -> None:
+        lines: list[str] = []
+
+        def observer(event: dict[str, Any]) -> None:
+            lines.append(formatEvent(event) + repr(event))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        modem = self.modem(pin="1234", echo=True)
         await self.start('pin = "1234"')
         await self.up()
+        self.assertFalse([line for line in lines if "1234" in line])
+        self.assertEqual(_shown('AT+CPIN="1234"'), "AT+CPIN=...")
         self.assertEqual(
             [c for c in modem.commands if c.upper().startswith('AT+CPIN="')], ['AT+CPIN="1234"']
         )
@@ -411,6 +422,16 @@ class SendTests(ModemCase):
         self.assertEqual(len(times), 3)
         gaps = [b - a for a, b in itertools.pairwise(times)]
         self.assertTrue(all(g >= 0.45 for g in gaps), gaps)
+
+    async def test_garbage_from_the_device_changes_nothing(self) -> None:
+        modem = self.modem()
+        await self.start()
+        await self.up()
+        modem.garbage(b"\x00\xff\xfe\r\nNONSENSE 12\r\n+CMTI: broken\r\n>\r\n" + b"x" * 9000)
+        message_id = await self.submit("still fine")
+        await self.wait_state(message_id, "sent")
+        self.assertEqual(modem.sent[-1].text, "still fine")
+        self.assertEqual(self.gateway().health, Health.UP)
 
 
 class ReceiveTests(ModemCase):

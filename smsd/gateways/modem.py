@@ -208,7 +208,7 @@ class ModemGateway(Gateway):
         for name in list(self._timers):
             self._cancel(name)
         self._fail_jobs("the gateway stopped before sending")
-        self._close("stopped")
+        self._close()
         self.set_health(Health.DOWN, "stopped")
         return succeed(None)
 
@@ -248,7 +248,7 @@ class ModemGateway(Gateway):
         log.info("gateway {id}: {device} open", id=self.id, device=self.options.device)
         self._start_init()
 
-    def _close(self, why: str) -> None:
+    def _close(self) -> None:
         port, self.port = self.port, None
         self.ready = False
         if port is not None:
@@ -276,7 +276,7 @@ class ModemGateway(Gateway):
             device=self.options.device,
             why=why,
         )
-        self._close(why)
+        self._close()
         self._down(why)
         self._schedule_reopen()
 
@@ -289,6 +289,7 @@ class ModemGateway(Gateway):
         if protocol is not self.protocol:
             return  # a port we closed ourselves
         self.port = self.protocol = None
+        self.ready = False
         self._fail_commands()
         why = f"{self.options.device} went away"
         self._down(why)
@@ -309,7 +310,7 @@ class ModemGateway(Gateway):
         """Run one command; fires with its Response (errors too), fails on a timeout."""
         d: Deferred[at.Response] = Deferred()
         if self.port is None:
-            d.errback(CommandFailed(line, "the port is closed", timed_out=True))
+            d.errback(CommandFailed(_shown(line), "the port is closed"))
             return d
         self.session.command(
             line,
@@ -325,7 +326,7 @@ class ModemGateway(Gateway):
         """Run one command that must succeed."""
         response = await self.command(line, timeout=timeout)
         if not response.ok:
-            raise CommandFailed(line, _error_words(response))
+            raise CommandFailed(_shown(line), _error_words(response))
         return response
 
     def _handle(self, events: list[Any]) -> None:
@@ -335,7 +336,7 @@ class ModemGateway(Gateway):
             elif isinstance(event, at.Timeout):
                 event.tag.errback(
                     CommandFailed(
-                        event.command, "no answer", timed_out=True, prompted=event.prompted
+                        _shown(event.command), "no answer", timed_out=True, prompted=event.prompted
                     )
                 )
             elif isinstance(event, at.Urc):
@@ -377,7 +378,7 @@ class ModemGateway(Gateway):
             self.last_error = why
             if self._pin_refused or "PUK" in why:
                 # Retrying would lock or waste the SIM: wait for a person (and a restart).
-                self._close(why)
+                self._close()
                 self._down(why)
                 log.error("gateway {id}: {why}: not retrying", id=self.id, why=why)
                 return
@@ -864,6 +865,17 @@ class ModemGateway(Gateway):
 
 
 # Helpers ---------------------------------------------------------------------
+
+
+_SECRET = ("AT+CPIN=", "AT+CPWD=", "AT+CLCK=")
+
+
+def _shown(command: str) -> str:
+    """A command as logs and the health page may show it: never with a PIN in it."""
+    for head in _SECRET:
+        if command.upper().startswith(head):
+            return head + "..."
+    return command
 
 
 def _value(response: at.Response, prefix: str) -> str:

@@ -729,7 +729,7 @@ class FaultTests(SimulatorTestCase):
         self.assertFalse(smsc.submits[1].answered)
         yield smsc.stop()
         self.assertEqual(smsc.connections, [])
-        self.assertEqual(smsc._calls, set())
+        self.assertEqual(smsc._timers.calls, set())
         status = yield mo
         self.assertIsNone(status)
         # trial fails the test if a DelayedCall or a socket is left behind

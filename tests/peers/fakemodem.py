@@ -93,6 +93,8 @@ from twisted.internet.interfaces import IReadWriteDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from tests.peers.timers import Timers
+
 GSM = "gsm03.38"
 CTRL_Z = 0x1A
 ESC = 0x1B
@@ -928,7 +930,7 @@ class FakeModem:
         self.sim_state = "PUK" if puk_required else ("PIN" if pin else "READY")
         self.puk_attempts = 10
         # plumbing
-        self._calls: set[Any] = set()
+        self._timers = Timers(self.reactor, "modem closed")
         self._master: _Master | None = None
         self.device: str | None = None
         self.client_open = False
@@ -1021,23 +1023,10 @@ class FakeModem:
     # --- timers and events -------------------------------------------------------------------
 
     def _later(self, delay: float, f: Callable[..., Any], *args: Any) -> Any:
-        if self.is_closed:
-            return None
-        holder: list[Any] = []
-
-        def run() -> None:
-            self._calls.discard(holder[0])
-            f(*args)
-
-        call = self.reactor.callLater(max(delay, 0.0), run)
-        holder.append(call)
-        self._calls.add(call)
-        return call
+        return self._timers.later(delay, f, *args)
 
     def _cancel(self, call: Any) -> None:
-        if call is not None and call.active():
-            call.cancel()
-        self._calls.discard(call)
+        self._timers.cancel(call)
 
     def _event(self, event: str, /, **fields: Any) -> None:
         line = " ".join([event] + [f"{k}={v}" for k, v in fields.items() if v is not None])
@@ -1057,26 +1046,7 @@ class FakeModem:
     ) -> Deferred[Any]:
         """Poll ``predicate``; fires with its first truthy value, AssertionError after
         ``timeout`` seconds."""
-        deadline = self.now() + timeout
-        d: Deferred[Any] = Deferred()
-
-        def poll() -> None:
-            try:
-                value = predicate()
-            except Exception:
-                d.errback(Failure())
-                return
-            if value:
-                d.callback(value)
-            elif self.is_closed:
-                d.errback(AssertionError(f"{what}: modem closed"))
-            elif self.now() >= deadline:
-                d.errback(AssertionError(f"{what}: not within {timeout}s"))
-            else:
-                self._later(interval, poll)
-
-        poll()
-        return d
+        return self._timers.wait_for(predicate, timeout, interval, what)
 
     def close(self) -> None:
         """Stop everything: timers, the reactor's reader, the master fd and the symlink."""
@@ -1084,9 +1054,7 @@ class FakeModem:
             return
         self._drop_pty()
         self.is_closed = True
-        for call in list(self._calls):
-            self._cancel(call)
-        self._calls.clear()
+        self._timers.stop()
         self._noise_call = None
 
     def _drop_pty(self) -> None:

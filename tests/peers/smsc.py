@@ -43,6 +43,8 @@ from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from tests.peers.timers import Timers
+
 # --- Command ids (SMPP 3.4 §5.1.2) -------------------------------------------------------------
 
 RESP = 0x80000000
@@ -1028,7 +1030,7 @@ class SmscFactory(protocol.ServerFactory):
         self.listeners: list[Any] = []
         self.stopped = False
         self._next_id = first_id
-        self._calls: set[Any] = set()
+        self._timers = Timers(self.reactor, "simulator stopped")
         self._waiting: list[Delivery] = []
         self._accept_times: dict[str, collections.deque[float]] = {}
 
@@ -1072,10 +1074,7 @@ class SmscFactory(protocol.ServerFactory):
     def stop(self) -> Deferred[None]:
         """Close listeners and connections, cancel every timer; fires when all is closed."""
         self.stopped = True
-        for call in list(self._calls):
-            if call.active():
-                call.cancel()
-        self._calls.clear()
+        self._timers.stop()
         self._waiting = []
         for delivery in self.deliveries:
             if not delivery.finished:
@@ -1092,18 +1091,7 @@ class SmscFactory(protocol.ServerFactory):
 
     def _later(self, delay: float, f: Callable[..., Any], *args: Any) -> Any:
         """reactor.callLater, remembered so that stop() can cancel it."""
-        if self.stopped:
-            return None
-        holder: list[Any] = []
-
-        def run() -> None:
-            self._calls.discard(holder[0])
-            f(*args)
-
-        call = self.reactor.callLater(max(delay, 0.0), run)
-        holder.append(call)
-        self._calls.add(call)
-        return call
+        return self._timers.later(delay, f, *args)
 
     def _event(self, event: str, /, **fields: Any) -> None:
         line = " ".join([event] + [f"{k}={v}" for k, v in fields.items() if v is not None])
@@ -1504,26 +1492,7 @@ class SmscFactory(protocol.ServerFactory):
     ) -> Deferred[Any]:
         """Poll ``predicate`` on the reactor; fires with its first truthy value, or fails
         with AssertionError after ``timeout`` seconds."""
-        deadline = self.reactor.seconds() + timeout
-        d: Deferred[Any] = Deferred()
-
-        def poll() -> None:
-            try:
-                value = predicate()
-            except Exception:
-                d.errback(Failure())
-                return
-            if value:
-                d.callback(value)
-            elif self.stopped:
-                d.errback(AssertionError(f"{what}: simulator stopped"))
-            elif self.reactor.seconds() >= deadline:
-                d.errback(AssertionError(f"{what}: not within {timeout}s"))
-            else:
-                self._later(interval, poll)
-
-        poll()
-        return d
+        return self._timers.wait_for(predicate, timeout, interval, what)
 
 
 # --- Standalone ---------------------------------------------------------------------------------

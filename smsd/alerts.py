@@ -4,13 +4,15 @@ A modem that hangs or an SMSC link that drops at night must not go unnoticed
 until users complain, so every such change of a gateway's health becomes a
 mail to ``[smsd] admin_email`` (and a log line, which the core writes anyway).
 A gateway that never came up after the start counts as down. Mail goes
-through ``[smtp] relay`` when one is configured and is retried there with
-growing waits; without a relay it is written to a Maildir in the data
-directory, so that an installation without a mail server still keeps them.
+through ``[smtp] relay`` when one is configured, one alert after the other so
+that "down" never arrives after "back up", retried with growing waits;
+without a relay it is written to a Maildir in the data directory, so that an
+installation without a mail server still keeps them.
 """
 
 from __future__ import annotations
 
+import collections
 import email.utils
 import mailbox
 import os
@@ -50,6 +52,7 @@ class Alerts:
         self.relay = relay
         self.maildir = maildir
         self.down: dict[str, str] = {}  # gateway id -> why, for those we told are down
+        self.queue: collections.deque[tuple[EmailMessage, float]] = collections.deque()
         self.sent = 0
         self.failed = 0
 
@@ -81,16 +84,26 @@ class Alerts:
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody answers it automatically
         message.set_content(f"{body}\nHost: {socket.gethostname()}\n")
         if self.relay:
-            self._relay(message, self.reactor.seconds(), RETRY_MIN)
+            self.queue.append((message, self.reactor.seconds()))
+            if len(self.queue) == 1:
+                self._relay(RETRY_MIN)
         else:
             self._keep(message)
 
-    def _relay(self, message: EmailMessage, first: float, wait: float) -> None:
+    def _relay(self, wait: float) -> None:
+        """Send the oldest alert; the next only after it, so that they arrive in order."""
+        message, first = self.queue[0]
         host, _, port = self.relay.rpartition(":")
         d = sendmail(host, self.sender, [self.to], message.as_bytes(), port=int(port))
 
+        def next_one() -> None:
+            self.queue.popleft()
+            if self.queue:
+                self._relay(RETRY_MIN)
+
         def sent(_: Any) -> None:
             self.sent += 1
+            next_one()
 
         def failed(f: Failure) -> None:
             if self.reactor.seconds() - first > GIVE_UP:
@@ -100,6 +113,7 @@ class Alerts:
                     subject=message["Subject"],
                     why=f.getErrorMessage(),
                 )
+                next_one()
                 return
             log.warn(
                 "alert {subject!r} not sent ({why}); trying again in {wait:.0f} s",
@@ -107,7 +121,7 @@ class Alerts:
                 why=f.getErrorMessage(),
                 wait=wait,
             )
-            self.reactor.callLater(wait, self._relay, message, first, min(wait * 2, RETRY_MAX))
+            self.reactor.callLater(wait, self._relay, min(wait * 2, RETRY_MAX))
 
         d.addCallbacks(sent, failed)
 

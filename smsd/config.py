@@ -173,9 +173,16 @@ def _relay(value: str) -> None:
 
 @attrs.frozen
 class SmtpSection:
+    listen: list[str] = setting(
+        factory=list, doc="endpoints for mail to SMS, e.g. tcp:25; []: off", check=_endpoints
+    )
     relay: str = setting(
         "", "host:port of the mail server for alerts; empty: a Maildir in data_dir", _relay
     )
+    maxmsgs: int = setting(10, "default most SMS parts a mail may take", _between(1, 128))
+    truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 550)")
+    max_recipients: int = setting(100, "most numbers in one mail", _between(1, 100_000))
+    max_size: int = setting(1_048_576, "largest mail in bytes", _between(1024, 1 << 30))
 
 
 @attrs.frozen

@@ -9,6 +9,7 @@ finishes what is in flight, gateways close, then the store.
 from __future__ import annotations
 
 import gc
+import ipaddress
 import os
 import sqlite3
 import sys
@@ -28,6 +29,7 @@ from smsd.alerts import Alerts
 from smsd.appender import Appender
 from smsd.channels.callbacks import Callbacks
 from smsd.channels.http import HttpContext, HttpError, make_site
+from smsd.channels.smtp import SmtpContext, SmtpFactory
 from smsd.config import Config, ConfigError, gateway_module, load, resolve
 from smsd.core.dispatch import Dispatcher
 from smsd.core.inbound import Receiver
@@ -261,6 +263,8 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
             raise HttpError(400, str(e)) from None
         return receiver.receive(Inbound(gateway, sender, recipient, text))
 
+    if config.smtp.listen:
+        _smtp_channels(root, config, submitter, reactor)
     if config.http.workers:
         try:
             workers = _workers(config, submitter, health, inject, reactor)
@@ -280,13 +284,35 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     )
     site = make_site(http)
     for description in config.http.listen:
-        service = StreamServerEndpointService(serverFromString(reactor, description), site)
-        # A port that cannot be listened on stops the start instead of being
-        # logged and forgotten (Twisted's documented, if underscored, switch).
-        service._raiseSynchronously = True
-        root.channels.append(service)
-        root.listen.append(description)
+        _listen(root, reactor, description, site)
     return root
+
+
+def _listen(root: Smsd, reactor: Any, description: str, factory: Any) -> None:
+    service = StreamServerEndpointService(serverFromString(reactor, description), factory)
+    # A port that cannot be listened on stops the start instead of being
+    # logged and forgotten (Twisted's documented, if underscored, switch).
+    service._raiseSynchronously = True
+    root.channels.append(service)
+    root.listen.append(description)
+
+
+def _smtp_channels(root: Smsd, config: Config, submitter: Submitter, reactor: Any) -> None:
+    """``[smtp] listen``: mail to +1555...@domain becomes SMS."""
+    context = SmtpContext(
+        submitter=submitter,
+        domain=config.smsd.domain,
+        default_country=config.smsd.default_country,
+        trusted_networks=[
+            ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks
+        ],
+        maxmsgs=config.smtp.maxmsgs,
+        truncate=config.smtp.truncate,
+        max_recipients=config.smtp.max_recipients,
+        max_size=config.smtp.max_size,
+    )
+    for description in config.smtp.listen:
+        _listen(root, reactor, description, SmtpFactory(context))
 
 
 def _workers(

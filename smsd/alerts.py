@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import collections
 import email.utils
-import mailbox
-import os
 import socket
 from email.message import EmailMessage
 from typing import Any
 
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.mail.smtp import sendmail
 from twisted.python.failure import Failure
 
 from smsd.gateways.base import Gateway, Health
+from smsd.mailout import MailOut
 
 log = Logger()
 
@@ -37,20 +34,11 @@ GIVE_UP = 86400.0  # an alert older than a day is of no use any more
 class Alerts:
     """Turns gateway health changes into mails; hand ``health_changed`` to the core."""
 
-    def __init__(
-        self,
-        reactor: Any,
-        *,
-        to: str,
-        domain: str,
-        relay: str = "",
-        maildir: str = "",
-    ) -> None:
+    def __init__(self, reactor: Any, *, to: str, domain: str, mail: MailOut) -> None:
         self.reactor = reactor
         self.to = to
         self.sender = f"smsd@{domain}"
-        self.relay = relay
-        self.maildir = maildir
+        self.mail = mail
         self.down: dict[str, str] = {}  # gateway id -> why, for those we told are down
         self.queue: collections.deque[tuple[EmailMessage, float]] = collections.deque()
         self.sent = 0
@@ -83,23 +71,19 @@ class Alerts:
         message["Message-ID"] = email.utils.make_msgid("alert", domain=socket.getfqdn())
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody answers it automatically
         message.set_content(f"{body}\nHost: {socket.gethostname()}\n")
-        if self.relay:
-            self.queue.append((message, self.reactor.seconds()))
-            if len(self.queue) == 1:
-                self._relay(RETRY_MIN)
-        else:
-            self._keep(message)
+        self.queue.append((message, self.reactor.seconds()))
+        if len(self.queue) == 1:
+            self._send(RETRY_MIN)
 
-    def _relay(self, wait: float) -> None:
+    def _send(self, wait: float) -> None:
         """Send the oldest alert; the next only after it, so that they arrive in order."""
         message, first = self.queue[0]
-        host, _, port = self.relay.rpartition(":")
-        d = sendmail(host, self.sender, [self.to], message.as_bytes(), port=int(port))
+        d = self.mail.send(message, self.sender, self.to, "alerts")
 
         def next_one() -> None:
             self.queue.popleft()
             if self.queue:
-                self._relay(RETRY_MIN)
+                self._send(RETRY_MIN)
 
         def sent(_: Any) -> None:
             self.sent += 1
@@ -121,26 +105,6 @@ class Alerts:
                 why=f.getErrorMessage(),
                 wait=wait,
             )
-            self.reactor.callLater(wait, self._relay, min(wait * 2, RETRY_MAX))
+            self.reactor.callLater(wait, self._send, min(wait * 2, RETRY_MAX))
 
         d.addCallbacks(sent, failed)
-
-    def _keep(self, message: EmailMessage) -> None:
-        def write() -> None:
-            os.makedirs(os.path.dirname(self.maildir) or ".", exist_ok=True)
-            mailbox.Maildir(self.maildir, create=True).add(message)
-
-        def failed(f: Failure) -> None:
-            self.failed += 1
-            log.failure(
-                "alert {subject!r} not written to {maildir}",
-                f,
-                subject=message["Subject"],
-                maildir=self.maildir,
-            )
-
-        def kept(_: Any) -> None:
-            self.sent += 1
-
-        pool = self.reactor.getThreadPool()
-        deferToThreadPool(self.reactor, pool, write).addCallbacks(kept, failed)

@@ -162,6 +162,20 @@ class InboundSection:
         "parts of a long SMS whose siblings never come are stored one by one after this",
         _between(1, 7 * 86400),
     )
+    owner_tag: bool = setting(True, "#user@example.org# in the text chooses whose SMS it is")
+    owner_dedicated: bool = setting(True, "an SMS to a dedicated number is that user's")
+    reply_window: Duration = setting(
+        Duration(7 * 86400), "an answer goes to who wrote to the phone this recently; 0: off"
+    )
+    default_mailbox: str = setting("", "where SMS nobody owns are mailed; empty: kept unowned")
+    conflict_text: str = setting(
+        "Several people wrote to you from this number. Start your answer with"
+        " #their@address# to choose.",
+        "sent to a phone whose answer could be for several people; empty: none",
+    )
+    reply_expiry: Duration = setting(
+        Duration(5 * 86400), "a reply mail the relay does not take is given up after this"
+    )
 
 
 def _relay(value: str) -> None:

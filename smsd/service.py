@@ -29,17 +29,20 @@ from smsd.alerts import Alerts
 from smsd.appender import Appender
 from smsd.channels.callbacks import Callbacks
 from smsd.channels.http import HttpContext, HttpError, make_site
+from smsd.channels.replies import InboxDelivery, ReplySettings
 from smsd.channels.smtp import SmtpContext, SmtpFactory
 from smsd.config import Config, ConfigError, gateway_module, load, resolve
 from smsd.core.dispatch import Dispatcher
 from smsd.core.inbound import Receiver
+from smsd.core.owners import OwnerSettings
 from smsd.core.pool import Member, Pool
 from smsd.core.reports import ReportSink
 from smsd.core.routing import Router
 from smsd.core.submit import Refused, SubmitSettings, Submitter
 from smsd.core.users import Directory, make_portal
 from smsd.gateways.base import Gateway, Health
-from smsd.model import Inbound, InboundPart, Report
+from smsd.mailout import MailOut
+from smsd.model import Inbound, InboundPart, Report, User
 from smsd.store import Change, StoreError, open_store
 from smsd.store.schema import SchemaTooNew
 from smsd.traffic import TrafficLog
@@ -99,6 +102,7 @@ class Smsd(MultiService):
         self.submitter: Submitter | None = None  # what every channel submits through
         self.receiver: Service | None = None
         self.alerts: Alerts | None = None  # with [smsd] admin_email
+        self.replies: Service | None = None  # inbound SMS mailed to their owners
         self.closers: list[Any] = []  # called last, in order (traffic log, ...)
         self.started_at = 0.0
 
@@ -112,7 +116,13 @@ class Smsd(MultiService):
                 channel.privilegedStartService()
             except CannotListenError as e:
                 raise SystemExit(f"smsd: cannot listen on {listen}: {e.socketError}") from None
-        for service in (self.receiver, *self.gateways, self.dispatcher, *self.channels):
+        for service in (
+            self.receiver,
+            self.replies,
+            *self.gateways,
+            self.dispatcher,
+            *self.channels,
+        ):
             if service is not None:
                 service.startService()
         log.info(
@@ -132,6 +142,8 @@ class Smsd(MultiService):
             await _maybe(self.dispatcher.stopService())
         for gateway in self.gateways:
             await _maybe(gateway.stopService())
+        if self.replies is not None:
+            await _maybe(self.replies.stopService())
         if self.receiver is not None:
             await _maybe(self.receiver.stopService())
         for close in self.closers:
@@ -185,14 +197,9 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     root.receiver = receiver
     events = CoreEvents(reports, receiver)
     root.closers.insert(0, reports.flush)
+    mail = MailOut(reactor, relay=config.smtp.relay, maildirs=resolve(config, "mail"))
     if config.smsd.admin_email:
-        alerts = Alerts(
-            reactor,
-            to=config.smsd.admin_email,
-            domain=config.smsd.domain,
-            relay=config.smtp.relay,
-            maildir=resolve(config, os.path.join("mail", "alerts")),
-        )
+        alerts = Alerts(reactor, to=config.smsd.admin_email, domain=config.smsd.domain, mail=mail)
         events.on_health.append(alerts.health_changed)
         root.alerts = alerts
 
@@ -228,7 +235,28 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
         taker=dispatcher,
     )
     root.submitter = submitter
-    portal = make_portal(Directory(store, reactor))
+    i = config.inbound
+    replies = InboxDelivery(
+        store,
+        reactor,
+        mail,
+        ReplySettings(
+            domain=config.smsd.domain,
+            owners=OwnerSettings(
+                by_tag=i.owner_tag,
+                by_dedicated=i.owner_dedicated,
+                reply_window=i.reply_window,
+                default_mailbox=i.default_mailbox,
+            ),
+            expiry=i.reply_expiry,
+            conflict_text=i.conflict_text,
+        ),
+        submit=submitter.submit,
+    )
+    receiver.listeners.append(replies.wake)
+    root.replies = replies
+    directory = Directory(store, reactor)
+    portal = make_portal(directory)
     callbacks = Callbacks(
         reactor, timeout=config.http.callback_timeout, attempts=config.http.callback_attempts
     )
@@ -264,7 +292,7 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
         return receiver.receive(Inbound(gateway, sender, recipient, text))
 
     if config.smtp.listen:
-        _smtp_channels(root, config, submitter, reactor)
+        _smtp_channels(root, config, submitter, directory, reactor)
     if config.http.workers:
         try:
             workers = _workers(config, submitter, health, inject, reactor)
@@ -297,10 +325,18 @@ def _listen(root: Smsd, reactor: Any, description: str, factory: Any) -> None:
     root.listen.append(description)
 
 
-def _smtp_channels(root: Smsd, config: Config, submitter: Submitter, reactor: Any) -> None:
+def _smtp_channels(
+    root: Smsd, config: Config, submitter: Submitter, directory: Directory, reactor: Any
+) -> None:
     """``[smtp] listen``: mail to +1555...@domain becomes SMS."""
+
+    def find_user(address: str) -> Deferred[User | None]:
+        d = root.store.user_by_email(address)
+        return d.addCallback(lambda name: None if name is None else directory.get(name))
+
     context = SmtpContext(
         submitter=submitter,
+        find_user=find_user,
         domain=config.smsd.domain,
         default_country=config.smsd.default_country,
         trusted_networks=[

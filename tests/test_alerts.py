@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from smsd import alerts
 from smsd.alerts import Alerts
 from smsd.gateways.base import Gateway, Health
+from smsd.mailout import MailOut
 from tests.fakes import sleep, wait_for
 
 reactor: Any = global_reactor
@@ -60,7 +61,10 @@ class RelayTests(unittest.TestCase):
     async def test_down_and_back_up_are_two_mails(self) -> None:
         inbox = self.start_server()
         a = Alerts(
-            reactor, to="ops@example.org", domain="sms.example.org", relay=f"127.0.0.1:{self.port}"
+            reactor,
+            to="ops@example.org",
+            domain="sms.example.org",
+            mail=MailOut(reactor, relay=f"127.0.0.1:{self.port}", maildirs=""),
         )
         modem = Modem("modem1", None)  # type: ignore[arg-type]
         a.health_changed(modem, Health.DOWN, "the modem stopped answering")
@@ -82,7 +86,10 @@ class RelayTests(unittest.TestCase):
     async def test_up_without_down_and_shutdown_say_nothing(self) -> None:
         inbox = self.start_server()
         a = Alerts(
-            reactor, to="ops@example.org", domain="sms.example.org", relay=f"127.0.0.1:{self.port}"
+            reactor,
+            to="ops@example.org",
+            domain="sms.example.org",
+            mail=MailOut(reactor, relay=f"127.0.0.1:{self.port}", maildirs=""),
         )
         modem = Modem("modem1", None)  # type: ignore[arg-type]
         a.health_changed(modem, Health.UP, "")
@@ -94,7 +101,10 @@ class RelayTests(unittest.TestCase):
         self.patch(alerts, "RETRY_MIN", 0.2)
         port = free_port()
         a = Alerts(
-            reactor, to="ops@example.org", domain="sms.example.org", relay=f"127.0.0.1:{port}"
+            reactor,
+            to="ops@example.org",
+            domain="sms.example.org",
+            mail=MailOut(reactor, relay=f"127.0.0.1:{port}", maildirs=""),
         )
         a.health_changed(Modem("smpp1", None), Health.DOWN, "bind refused")  # type: ignore[arg-type]
         await sleep(0.5)  # the first try finds nobody listening
@@ -106,8 +116,10 @@ class RelayTests(unittest.TestCase):
 
 class MaildirTests(unittest.TestCase):
     async def test_without_relay_alerts_land_in_a_maildir(self) -> None:
-        path = tempfile.mkdtemp() + "/mail/alerts"
-        a = Alerts(reactor, to="ops@example.org", domain="sms.example.org", maildir=path)
+        maildirs = tempfile.mkdtemp() + "/mail"
+        path = maildirs + "/alerts"
+        mail = MailOut(reactor, relay="", maildirs=maildirs)
+        a = Alerts(reactor, to="ops@example.org", domain="sms.example.org", mail=mail)
         modem = Modem("modem1", None)  # type: ignore[arg-type]
         a.health_changed(modem, Health.DOWN, "SIM asks for its PUK")
         a.health_changed(modem, Health.UP, "")

@@ -14,8 +14,10 @@ What the Submitter refuses is refused in SMTP's own words: a bad number 550
 5.1.1 at RCPT, a text too long for maxmsgs or a sender ID not allowed 550
 5.7.1 / 5.6.0 at the end of DATA, a month's quota 552 5.2.2.
 
-Clients from ``[smsd] trusted_networks`` may send without logging in; the
-others are told 530 5.7.0 (AUTH comes with the next step of this channel).
+Clients from ``[smsd] trusted_networks`` (the organisation's own mail server)
+may send without logging in: a sender address that belongs to an smsd user
+sends as that user, any other anonymously. The others are told 530 5.7.0
+(AUTH comes with the next step of this channel).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import email.policy
 import html.parser
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Any
@@ -39,7 +41,8 @@ from zope.interface import implementer
 
 from smsd import numbers
 from smsd.core.submit import Accepted, Refused, Submitter
-from smsd.model import Submission
+from smsd.core.users import account_problem
+from smsd.model import Submission, User
 
 log = Logger()
 
@@ -138,6 +141,7 @@ class SmtpContext:
     """What the SMTP channel needs from the rest of smsd (handed in by service.py)."""
 
     submitter: Submitter
+    find_user: Callable[[str], Deferred[User | None]]  # by one of its mail addresses
     domain: str
     default_country: str
     trusted_networks: Sequence[Network]
@@ -161,6 +165,7 @@ class _Transaction:
 
     def __init__(self, origin: str) -> None:
         self.origin = origin
+        self.user: User | None = None  # who sends, when the sender address is a user's
         self.recipients: list[Recipient] = []
         self.lines: list[bytes] = []
         self.size = 0
@@ -233,11 +238,26 @@ class MailToSms:
     ) -> bytes:
         return b"Received: from " + helo[0] + b" by smsd"
 
-    def validateFrom(self, helo: tuple[bytes, bytes], origin: smtp.Address) -> smtp.Address:
+    def validateFrom(self, helo: tuple[bytes, bytes], origin: smtp.Address) -> Any:
+        """From a trusted network, a sender address that is an smsd user's sends as that
+        user (their quota, sender IDs, dedicated number); any other sends anonymously."""
         if not self.trusted:
             raise smtp.SMTPServerError(530, "5.7.0 Authentication required")
-        self.transaction = _Transaction(str(origin))
-        return origin
+        address = str(origin)
+        self.transaction = _Transaction(address)
+        if not address:
+            return origin
+        transaction = self.transaction
+
+        def found(user: User | None) -> smtp.Address:
+            if user is not None:
+                problem = account_problem(user)
+                if problem is not None:
+                    raise smtp.SMTPBadSender(origin, 550, f"5.7.1 {user.name}: {problem}")
+                transaction.user = user
+            return origin
+
+        return self.context.find_user(address).addCallback(found)
 
     def validateTo(self, user: smtp.User) -> Any:
         t = self.transaction
@@ -283,7 +303,7 @@ class MailToSms:
             origin=f"mail {message_id or '(no Message-ID)'} from <{t.origin}> via {self.peer}",
         )
         d = self.context.submitter.submit(
-            sub, None, maxmsgs=maxmsgs, truncate=self.context.truncate
+            sub, t.user, maxmsgs=maxmsgs, truncate=self.context.truncate
         )
         return d.addErrback(_refusal)
 

@@ -1,8 +1,8 @@
 """Inbound SMS from gateways -> committed to the inbox.
 
-Deciding whose SMS it is (``#user@example.org#`` in the text, dedicated
-numbers, reply tracking, sort words, default mailbox) comes with the mail
-channel; for now every inbound SMS is stored, logged and listed.
+Deciding whose SMS it is and mailing it to them is ``channels/replies.py``'s
+work, which listens here and reads the inbox: a committed SMS waits there
+until it is handed over.
 
 Concatenated SMS arrive part by part. Each part is committed as it comes
 (so the network may be acknowledged at once, and a crash loses nothing);

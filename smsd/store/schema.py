@@ -135,6 +135,16 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX inbound_parts_age ON inbound_parts (received_at)",
     ],
+    # 5: inbound SMS handed to their owners (mail), retried until delivered; who
+    # last wrote to a phone (reply tracking) found by recipient and time
+    [
+        "ALTER TABLE inbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE inbox ADD COLUMN next_try REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE inbox ADD COLUMN delivered_to TEXT",
+        "ALTER TABLE inbox ADD COLUMN error TEXT",
+        "CREATE INDEX inbox_new ON inbox (next_try) WHERE state = 'new'",
+        "CREATE INDEX messages_recipient ON messages (recipient, created_at)",
+    ],
 ]
 
 VERSION = len(MIGRATIONS)

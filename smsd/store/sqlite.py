@@ -41,6 +41,7 @@ from smsd.store import (
     Outcome,
     QuotaExceeded,
     UserExists,
+    owners,
 )
 from smsd.store.schema import migrate
 from smsd.worker import WorkerThread
@@ -195,6 +196,38 @@ class SQLiteStore:
     ) -> Deferred[list[Inbound]]:
         """Inbound SMS with id > ``after``; only to ``recipients`` when given."""
         return self._reader.run(_list_inbound, after, limit, recipients)
+
+    # Inbound SMS to their owners ------------------------------------------------
+
+    def due_inbound(self, now: float, limit: int) -> Deferred[list[Inbound]]:
+        return self._reader.run(owners.due_inbound, now, limit)
+
+    def settle_inbound(
+        self,
+        inbox_id: int,
+        state: str,
+        owner: str | None,
+        delivered_to: str | None,
+        error: str | None,
+        next_try: float = 0.0,
+    ) -> Deferred[None]:
+        return self._writer.run(
+            owners.settle_inbound, inbox_id, state, owner, delivered_to, error, next_try
+        )
+
+    def recent_writers(
+        self, phone: str, since: float
+    ) -> Deferred[list[tuple[str | None, str | None, str | None, float]]]:
+        return self._reader.run(owners.recent_writers, phone, since)
+
+    def dedicated_owner(self, number: str) -> Deferred[str | None]:
+        return self._reader.run(owners.dedicated_owner, number)
+
+    def user_by_email(self, address: str) -> Deferred[str | None]:
+        return self._reader.run(owners.user_by_email, address)
+
+    def inbox_state(self, inbox_id: int) -> Deferred[dict[str, Any] | None]:
+        return self._reader.run(owners.inbox_state, inbox_id)
 
     # Users -----------------------------------------------------------------
 

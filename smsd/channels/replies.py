@@ -1,0 +1,217 @@
+"""Answers from phones, mailed to the people they answer.
+
+Every committed inbound SMS waits in the inbox (state ``new``) until it is
+handed over: its owner is found (``smsd.core.owners``), the mail is written
+so that pressing Reply in any mail client sends an SMS back
+(``From: +15557654321@sms.example.org``, threaded under the mail that started
+it with ``In-Reply-To``/``References``, shown by Outlook as a text message
+with ``Content-class: MS-OMS-SMS`` and ``X-MS-Reply-To-Mobile``), and sent
+through ``[smtp] relay`` or into the owner's Maildir. Only then is the SMS
+marked delivered; a relay that does not take it is tried again with growing
+waits until ``reply_expiry``. Because the inbox is the queue, a restart
+loses nothing: what was not handed over is handed over after it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from email.message import EmailMessage
+from typing import Any
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from smsd.core.owners import Conflict, Owner, OwnerSettings, find_owner
+from smsd.mailout import MailOut
+from smsd.model import Inbound, Submission
+
+log = Logger()
+
+RETRY_MIN = 30.0
+RETRY_MAX = 3600.0
+
+
+def reply_mail(inbound: Inbound, owner: Owner, domain: str) -> EmailMessage:
+    """The mail a phone's answer becomes."""
+    sender = f"{inbound.sender}@{domain}" if inbound.sender else f"smsd@{domain}"
+    m = EmailMessage()
+    m["From"] = sender
+    m["To"] = owner.address
+    m["Subject"] = f"SMS from {inbound.sender or 'an unknown sender'}"
+    m["Date"] = email.utils.formatdate(inbound.received_at, localtime=True)
+    m["Message-ID"] = f"<sms-{inbound.id}.{int(inbound.received_at)}@{domain}>"
+    if owner.thread:
+        m["In-Reply-To"] = owner.thread
+        m["References"] = owner.thread
+    if inbound.sender.startswith("+"):
+        m["X-MS-Reply-To-Mobile"] = inbound.sender
+    m["X-SMS-Gateway"] = inbound.gateway
+    text = owner.text if owner.text is not None else inbound.text
+    if text is None:
+        text = f"(binary SMS, {len(inbound.data or b'')} octets: {(inbound.data or b'').hex()})"
+    m.set_content(text + "\n")
+    # Outlook shows it as a text message. (Set after set_content, which drops Content-*.)
+    m["Content-class"] = "MS-OMS-SMS"
+    return m
+
+
+@attrs.frozen
+class ReplySettings:
+    domain: str
+    owners: OwnerSettings
+    expiry: float = 5 * 86400.0
+    conflict_text: str = ""
+    poll: float = 1.0
+
+
+class InboxDelivery(Service):
+    """Hands the inbox's new SMS to their owners, one at a time, in order."""
+
+    name = "replies"
+
+    def __init__(
+        self,
+        store: Any,
+        reactor: Any,
+        mail: MailOut,
+        settings: ReplySettings,
+        submit: Any = None,  # Submitter.submit, for the SMS that asks a phone to choose
+    ) -> None:
+        self.store = store
+        self.reactor = reactor
+        self.mail = mail
+        self.settings = settings
+        self.submit = submit
+        self.delivered = 0
+        self._busy = False
+        self._again = False
+        self._loop = LoopingCall(self.wake)
+        self._loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self.settings.poll, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def wake(self, *_: Any) -> None:
+        """Something may be due (a new SMS was committed, or the poll)."""
+        if not self.running:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._busy = True
+        d = ensureDeferred(self._run())
+
+        def done(_: Any) -> None:
+            self._busy = False
+            if self._again:
+                self._again = False
+                self.wake()
+
+        d.addErrback(lambda f: log.failure("handing inbound SMS to their owners failed", f))
+        d.addBoth(done)
+
+    async def _run(self) -> None:
+        while self.running:
+            due = await self.store.due_inbound(self.reactor.seconds(), 50)
+            if not due:
+                return
+            for inbound in due:
+                await self._hand_over(inbound)
+
+    async def _hand_over(self, inbound: Inbound) -> None:
+        now = self.reactor.seconds()
+        assert inbound.id is not None
+        owner = await find_owner(self.store, inbound, self.settings.owners, now)
+        if owner is None:
+            log.info(
+                "inbound SMS {id} from {sender} is nobody's", id=inbound.id, sender=inbound.sender
+            )
+            await self.store.settle_inbound(
+                inbound.id,
+                "unowned",
+                None,
+                None,
+                "no tag, dedicated number, recent writer or default mailbox",
+            )
+            return
+        if isinstance(owner, Conflict):
+            await self._ask(inbound, owner)
+            return
+        message = reply_mail(inbound, owner, self.settings.domain)
+        try:
+            await self.mail.send(
+                message, message["From"], owner.address, owner.user or owner.address
+            )
+        except Exception:
+            await self._later(inbound, owner, Failure(), now)
+            return
+        self.delivered += 1
+        log.info(
+            "inbound SMS {id} from {sender} mailed to {to} ({how})",
+            id=inbound.id,
+            sender=inbound.sender,
+            to=owner.address,
+            how=owner.how,
+        )
+        await self.store.settle_inbound(inbound.id, "delivered", owner.user, owner.address, None)
+
+    async def _later(self, inbound: Inbound, owner: Owner, f: Failure, now: float) -> None:
+        assert inbound.id is not None
+        why = f.getErrorMessage()
+        if now - inbound.received_at > self.settings.expiry:
+            log.error(
+                "inbound SMS {id} not mailed to {to} in time, given up: {why}",
+                id=inbound.id,
+                to=owner.address,
+                why=why,
+            )
+            await self.store.settle_inbound(inbound.id, "failed", owner.user, owner.address, why)
+            return
+        state = await self.store.inbox_state(inbound.id)
+        attempts = state["attempts"] if state else 0
+        wait = min(RETRY_MAX, RETRY_MIN * 2**attempts)
+        log.warn(
+            "inbound SMS {id} not mailed to {to} ({why}); again in {wait:.0f} s",
+            id=inbound.id,
+            to=owner.address,
+            why=why,
+            wait=wait,
+        )
+        await self.store.settle_inbound(
+            inbound.id, "new", owner.user, owner.address, why, now + wait
+        )
+
+    async def _ask(self, inbound: Inbound, conflict: Conflict) -> None:
+        """Several people wrote to this phone: ask it to start with #their@address#."""
+        assert inbound.id is not None
+        why = "several recent writers: " + ", ".join(conflict.addresses)
+        if self.submit is not None and self.settings.conflict_text and inbound.sender:
+            sub = Submission(
+                recipients=(inbound.sender,),
+                text=self.settings.conflict_text,
+                channel="smtp",
+                origin=f"asking whose answer inbound SMS {inbound.id} is",
+            )
+            try:
+                await self.submit(sub, None)
+            except Exception as e:
+                log.warn(
+                    "could not ask {phone} whose answer it is: {why}",
+                    phone=inbound.sender,
+                    why=str(e),
+                )
+        await self.store.settle_inbound(inbound.id, "conflict", None, None, why)
+
+    def deliver_now(self) -> Deferred[None]:
+        """For tests and admin tools: run until nothing is due."""
+        return ensureDeferred(self._run())

@@ -1,0 +1,92 @@
+"""Whose is an inbound SMS? The steps, in order, each of which can be switched off.
+
+1. ``#alice@example.org#`` in the text: the phone's user chose (a smsd user's
+   address only, so that an SMS cannot send mail to anyone it likes); the tag
+   is taken out of the text.
+2. The dedicated number it was sent to: that number's user.
+3. Reply tracking: who wrote to this phone within ``reply_window``. Exactly
+   one mail address (or user): theirs, as an answer to their mail. Several:
+   nobody's yet; the phone is asked to choose with a tag (``conflict_text``).
+4. ``default_mailbox``, if one is set.
+
+Sort words (the first word of the text naming an extension or a person) come
+with the address book.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from smsd.model import Inbound
+
+_TAG = re.compile(r"#([^#\s@]+@[^#\s@]+\.[^#\s@]+)#")
+_MAIL_ID = re.compile(r"^mail (<[^<>\s]+>) from ")
+
+
+@attrs.frozen
+class Owner:
+    address: str  # where the mail goes
+    user: str | None  # the smsd user, when one is known
+    how: str  # "tag", "dedicated", "reply", "default": for the log and the inbox
+    thread: str | None = None  # Message-ID of the mail it answers (In-Reply-To)
+    text: str | None = None  # the text without the tag, when a tag chose
+
+
+@attrs.frozen
+class Conflict:
+    """Several people wrote to the phone: it must say whose answer this is."""
+
+    addresses: tuple[str, ...]
+
+
+@attrs.frozen
+class OwnerSettings:
+    by_tag: bool = True
+    by_dedicated: bool = True
+    reply_window: float = 7 * 86400.0  # 0: no reply tracking
+    default_mailbox: str = ""
+
+
+def mail_thread(origin: str | None) -> str | None:
+    """The Message-ID the SMTP channel wrote into a message's origin, if any."""
+    m = _MAIL_ID.match(origin or "")
+    return m.group(1) if m else None
+
+
+async def find_owner(
+    store: Any, inbound: Inbound, settings: OwnerSettings, now: float
+) -> Owner | Conflict | None:
+    text = inbound.text or ""
+    if settings.by_tag and (m := _TAG.search(text)):
+        user = await store.user_by_email(m.group(1))
+        if user is not None:
+            rest = (text[: m.start()] + text[m.end() :]).strip()
+            return Owner(m.group(1), user, "tag", text=rest)
+    if settings.by_dedicated and inbound.recipient:
+        user = await store.dedicated_owner(inbound.recipient)
+        if user is not None:
+            record = await store.get_user(user)
+            if record is not None and record.emails:
+                return Owner(record.emails[0], user, "dedicated")
+    if settings.reply_window > 0:
+        writers = await store.recent_writers(inbound.sender, now - settings.reply_window)
+        # lower-cased address -> (the address as written, user, the mail it answers)
+        found: dict[str, tuple[str, str | None, str | None]] = {}
+        for user, reply_to, origin, _ in writers:  # newest first: the latest mail wins
+            address = reply_to
+            if not address and user is not None:
+                record = await store.get_user(user)
+                address = record.emails[0] if record is not None and record.emails else None
+            if address and address.lower() not in found:
+                found[address.lower()] = (address, user, mail_thread(origin))
+        if len(found) == 1:
+            ((address, user, thread),) = found.values()
+            return Owner(address, user, "reply", thread=thread)
+        if len(found) > 1:
+            return Conflict(tuple(address for address, _, _ in found.values()))
+    if settings.default_mailbox:
+        return Owner(settings.default_mailbox, None, "default")
+    return None

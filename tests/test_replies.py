@@ -1,0 +1,300 @@
+"""Answers from phones back to the mailbox, as the user's mail server (aiosmtpd) receives them.
+
+A whole smsd runs in this process with the loopback gateway and the SMTP channel; mail goes
+in with smtplib, SMS come in through the receiver as a gateway hands them over, and the
+replies arrive at a real SMTP server standing in for the organisation's mail server (or in
+the Maildir when no relay is set). Then Reply is pressed: the answer mail goes back through
+smsd's SMTP channel and becomes an SMS to the phone.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import os
+import shutil
+import smtplib
+import socket
+import tempfile
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from twisted.internet import defer, threads
+from twisted.internet import reactor as global_reactor
+from twisted.trial import unittest
+
+from smsd.channels import replies
+from smsd.config import load
+from smsd.model import Inbound, SenderPolicy, User
+from smsd.service import Smsd, make_service
+from tests.fakes import sleep, wait_for
+
+reactor: Any = global_reactor
+
+PHONE = "+15557654321"
+
+CONFIG = """
+[smsd]
+traffic_log = ""
+domain = "sms.example.org"
+trusted_networks = ["127.0.0.1/32"]
+[http]
+listen = []
+[smtp]
+listen = ["tcp:{port}:interface=127.0.0.1"]
+relay = "{relay}"
+[inbound]
+{inbound}
+[[gateway]]
+id = "loopback"
+type = "loopback"
+latency = "1ms"
+report_delay = "10ms"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MailServer:
+    """The organisation's mail server: aiosmtpd, keeping what it is given."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.mails.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+class RepliesCase(unittest.TestCase):
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="smsd-test-replies-")
+        self.addCleanup(shutil.rmtree, self.directory, True)
+        self.root: Smsd | None = None
+        self.server = MailServer()
+        self.relay_port = free_port()
+
+    def start_relay(self) -> None:
+        controller = Controller(self.server, hostname="127.0.0.1", port=self.relay_port)
+        controller.start()
+        self.addCleanup(controller.stop)
+
+    async def start(self, *, relay: bool = True, inbound: str = "") -> Smsd:
+        if relay:
+            self.start_relay()
+        self.port = free_port()
+        path = os.path.join(self.directory, "smsd.toml")
+        with open(path, "w") as f:
+            f.write(
+                CONFIG.format(
+                    port=self.port,
+                    relay=f"127.0.0.1:{self.relay_port}" if relay else "",
+                    inbound=inbound,
+                )
+            )
+        self.data_dir = os.path.join(self.directory, "data")
+        root = make_service(load(path, self.data_dir))
+        root.startService()
+        self.root = root
+        self.addCleanup(lambda: defer.ensureDeferred(self._stop()))
+        return root
+
+    async def _stop(self) -> None:
+        if self.root is not None and self.root.running:
+            await self.root.stopService()
+
+    def mail(self, sender: str, to: str, body: str, message_id: str = "") -> defer.Deferred[Any]:
+        m = EmailMessage()
+        m["From"] = sender
+        m["To"] = to
+        m["Subject"] = "from the office"
+        m["Message-ID"] = message_id or email.utils.make_msgid(domain="example.org")
+        m.set_content(body)
+
+        def run() -> Any:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
+                return s.send_message(m)
+
+        return threads.deferToThread(run)
+
+    def sms_from(self, phone: str, text: str, to: str = "+15550000000") -> defer.Deferred[int]:
+        """An SMS arriving from the network, as a gateway hands it to the core."""
+        assert self.root is not None and self.root.receiver is not None
+        return self.root.receiver.receive(Inbound("loopback", phone, to, text))  # type: ignore[attr-defined]
+
+    async def inbox(self, inbox_id: int) -> dict[str, Any]:
+        assert self.root is not None
+        state = await self.root.store.inbox_state(inbox_id)
+        assert state is not None
+        return state
+
+    async def settled(self, inbox_id: int, *states: str) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            s = await self.inbox(inbox_id)
+            return s if s["state"] in states else None
+
+        return await wait_for(probe, what=f"inbox {inbox_id} {states}")
+
+    async def sent_texts(self) -> list[tuple[str, str]]:
+        assert self.root is not None
+        out = []
+        for i in range(1, 100):
+            m = await self.root.store.get_message(i)
+            if m is None:
+                break
+            out.append((m["recipient"], m["text"]))
+        return out
+
+
+class ReplyTests(RepliesCase):
+    async def test_answer_comes_back_threaded_and_reply_sends_an_sms(self) -> None:
+        await self.start()
+        await self.mail(
+            "alice@example.org",
+            f"{PHONE}@sms.example.org",
+            "Are you coming?",
+            message_id="<question-1@example.org>",
+        )
+        inbox_id = await self.sms_from(PHONE, "Yes, at 5")
+        await self.settled(inbox_id, "delivered")
+        [(to, reply)] = self.server.mails
+        self.assertEqual(to, ["alice@example.org"])
+        self.assertEqual(reply["From"], f"{PHONE}@sms.example.org")
+        self.assertEqual(reply["In-Reply-To"], "<question-1@example.org>")
+        self.assertEqual(reply["References"], "<question-1@example.org>")
+        self.assertEqual(reply["Content-class"], "MS-OMS-SMS")
+        self.assertEqual(reply["X-MS-Reply-To-Mobile"], PHONE)
+        self.assertEqual(reply.get_content().strip(), "Yes, at 5")
+        # Reply, as a mail client does: to the From address, quoting the SMS.
+        await self.mail("alice@example.org", str(reply["From"]), "Great, see you\n\n> Yes, at 5")
+        await wait_for(lambda: defer.ensureDeferred(self._count(2)), what="the second SMS")
+        self.assertEqual((await self.sent_texts())[1][0], PHONE)
+
+    async def _count(self, n: int) -> bool:
+        return len(await self.sent_texts()) >= n
+
+    async def test_without_relay_into_the_owners_maildir(self) -> None:
+        await self.start(relay=False)
+        await self.mail("alice@example.org", f"{PHONE}@sms.example.org", "ping")
+        inbox_id = await self.sms_from(PHONE, "pong")
+        state = await self.settled(inbox_id, "delivered")
+        self.assertEqual(state["delivered_to"], "alice@example.org")
+        box = mailbox.Maildir(
+            os.path.join(self.data_dir, "mail", "alice@example.org"), create=False
+        )
+        [m] = list(box)
+        self.assertEqual(m["From"], f"{PHONE}@sms.example.org")
+
+    async def test_relay_down_is_tried_again(self) -> None:
+        self.patch(replies, "RETRY_MIN", 0.3)
+        await self.start(relay=False)  # configured below with a relay nobody serves yet
+        assert self.root is not None and self.root.replies is not None
+        self.root.replies.mail.relay = f"127.0.0.1:{self.relay_port}"  # type: ignore[attr-defined]
+        await self.mail("alice@example.org", f"{PHONE}@sms.example.org", "ping")
+        inbox_id = await self.sms_from(PHONE, "pong")
+        await wait_for(
+            lambda: defer.ensureDeferred(self._attempted(inbox_id)), what="a failed first try"
+        )
+        self.assertEqual((await self.inbox(inbox_id))["state"], "new")
+        self.start_relay()
+        await self.settled(inbox_id, "delivered")
+        self.assertEqual(len(self.server.mails), 1)
+
+    async def _attempted(self, inbox_id: int) -> bool:
+        return (await self.inbox(inbox_id))["attempts"] >= 1
+
+    async def test_two_writers_the_phone_is_asked_then_a_tag_chooses(self) -> None:
+        root = await self.start()
+        await root.store.add_user(User("bob", emails=("bob@example.org",)))
+        await self.mail("alice@example.org", f"{PHONE}@sms.example.org", "from Alice")
+        await self.mail("bob@example.org", f"{PHONE}@sms.example.org", "from Bob")
+        inbox_id = await self.sms_from(PHONE, "ok")
+        state = await self.settled(inbox_id, "conflict")
+        self.assertIn("alice@example.org", state["error"])
+        texts = await self.sent_texts()
+        self.assertEqual(texts[-1][0], PHONE)
+        self.assertIn("#their@address#", texts[-1][1])
+        self.assertEqual(self.server.mails, [])
+        tagged = await self.sms_from(PHONE, "#bob@example.org# ok for you")
+        await self.settled(tagged, "delivered")
+        [(to, reply)] = self.server.mails
+        self.assertEqual(to, ["bob@example.org"])
+        self.assertEqual(reply.get_content().strip(), "ok for you")
+
+    async def test_dedicated_number_is_its_users(self) -> None:
+        root = await self.start()
+        await root.store.add_user(
+            User("carol", emails=("carol@example.org",), dedicated=("+15550009999",))
+        )
+        inbox_id = await self.sms_from(PHONE, "for Carol", to="+15550009999")
+        state = await self.settled(inbox_id, "delivered")
+        self.assertEqual((state["owner"], state["delivered_to"]), ("carol", "carol@example.org"))
+
+    async def test_nobodys_sms_default_mailbox_or_kept(self) -> None:
+        await self.start(inbound='default_mailbox = "sms@example.org"')
+        inbox_id = await self.sms_from("+15551110000", "who is this?")
+        await self.settled(inbox_id, "delivered")
+        self.assertEqual(self.server.mails[0][0], ["sms@example.org"])
+
+    async def test_nobodys_sms_without_default_stays_unowned(self) -> None:
+        await self.start()
+        inbox_id = await self.sms_from("+15551110000", "who is this?")
+        await self.settled(inbox_id, "unowned")
+        await sleep(0.3)
+        self.assertEqual(self.server.mails, [])
+
+    async def test_a_tag_for_a_stranger_sends_no_mail_to_them(self) -> None:
+        await self.start()
+        inbox_id = await self.sms_from("+15551110000", "#victim@example.net# spam")
+        await self.settled(inbox_id, "unowned")
+        self.assertEqual(self.server.mails, [])
+
+    async def test_what_came_in_while_stopped_is_mailed_after_the_start(self) -> None:
+        root = await self.start()
+        await self.mail("alice@example.org", f"{PHONE}@sms.example.org", "ping")
+        assert root.replies is not None
+        root.replies.stopService()
+        inbox_id = await self.sms_from(PHONE, "pong while stopped")
+        await sleep(0.3)
+        self.assertEqual((await self.inbox(inbox_id))["state"], "new")
+        root.replies.startService()
+        await self.settled(inbox_id, "delivered")
+
+
+class SenderTests(RepliesCase):
+    async def test_a_users_mail_goes_out_from_her_dedicated_number_and_comes_back(self) -> None:
+        """alice@example.org is an smsd user with a dedicated number: her mail is sent from
+        it, and the answer to that number is hers even with reply tracking off."""
+        root = await self.start(inbound="reply_window = 0")
+        await root.store.add_user(
+            User(
+                "alice",
+                emails=("alice@example.org",),
+                dedicated=("+15550001111",),
+                sender_policy=SenderPolicy.DEDICATED,
+            )
+        )
+        await self.mail("alice@example.org", f"{PHONE}@sms.example.org", "Lunch?")
+        [sms] = [await root.store.get_message(1)]
+        assert sms is not None
+        self.assertEqual((sms["user"], sms["sender"]), ("alice", "+15550001111"))
+        inbox_id = await self.sms_from(PHONE, "Sure", to="+15550001111")
+        state = await self.settled(inbox_id, "delivered")
+        self.assertEqual((state["owner"], state["delivered_to"]), ("alice", "alice@example.org"))
+
+    async def test_an_expired_account_is_refused_at_mail_from(self) -> None:
+        root = await self.start()
+        await root.store.add_user(User("old", emails=("old@example.org",), expires="2020-01-01"))
+        with self.assertRaises(smtplib.SMTPSenderRefused) as e:
+            await self.mail("old@example.org", f"{PHONE}@sms.example.org", "hi")
+        self.assertEqual(e.exception.smtp_code, 550)
+        self.assertIn(b"account expired", e.exception.smtp_error)

@@ -197,6 +197,9 @@ class SmtpSection:
     truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 550)")
     max_recipients: int = setting(100, "most numbers in one mail", _between(1, 100_000))
     max_size: int = setting(1_048_576, "largest mail in bytes", _between(1024, 1 << 30))
+    tls_cert: str = setting("", "PEM certificate (and chain) for STARTTLS; empty: no STARTTLS")
+    tls_key: str = setting("", "PEM private key for STARTTLS; empty: in tls_cert")
+    auth_without_tls: bool = setting(False, "allow AUTH before STARTTLS (passwords in the clear)")
 
 
 @attrs.frozen

@@ -39,7 +39,7 @@ from smsd.core.pool import Member, Pool
 from smsd.core.reports import ReportSink
 from smsd.core.routing import Router
 from smsd.core.submit import Refused, SubmitSettings, Submitter
-from smsd.core.users import Directory, make_portal
+from smsd.core.users import Directory, UserChecker, make_portal
 from smsd.gateways.base import Gateway, Health
 from smsd.mailout import MailOut
 from smsd.model import Inbound, InboundPart, Report, User
@@ -346,9 +346,35 @@ def _smtp_channels(
         truncate=config.smtp.truncate,
         max_recipients=config.smtp.max_recipients,
         max_size=config.smtp.max_size,
+        checker=UserChecker(directory),
+        find_user_by_name=directory.get,
+        tls=_tls_options(config) if config.smtp.tls_cert else None,
+        auth_without_tls=config.smtp.auth_without_tls,
     )
     for description in config.smtp.listen:
         _listen(root, reactor, description, SmtpFactory(context))
+
+
+def _tls_options(config: Config) -> Any:
+    """STARTTLS's certificate and key from ``[smtp] tls_cert`` / ``tls_key``."""
+    from twisted.internet import ssl
+
+    cert = resolve(config, config.smtp.tls_cert)
+    key = resolve(config, config.smtp.tls_key) if config.smtp.tls_key else cert
+    try:
+        with open(cert, "rb") as f:
+            cert_pem = f.read()
+        with open(key, "rb") as f:
+            key_pem = f.read()
+        return ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem).options()
+    except OSError as e:
+        raise ConfigError(
+            f"{config.path}: smtp.tls_cert: cannot read {e.filename}: {e.strerror}"
+        ) from None
+    except Exception as e:  # OpenSSL's errors: not a certificate, key does not match
+        raise ConfigError(
+            f"{config.path}: smtp.tls_cert: not a usable certificate and key: {e}"
+        ) from None
 
 
 def _workers(

@@ -8,10 +8,12 @@ SMTP answers) and what a user would see in the JSON API (the queued messages).
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 from email.message import EmailMessage
@@ -24,6 +26,8 @@ from twisted.trial import unittest
 from smsd.channels.smtp import AddressError, parse_recipient, text_of
 from smsd.config import load
 from smsd.core.submit import Refused
+from smsd.core.users import hash_password
+from smsd.model import User
 from smsd.service import Smsd, make_service
 from tests.fakes import wait_for
 
@@ -322,3 +326,137 @@ class ParseTests(unittest.SynchronousTestCase):
         ]:
             with self.assertRaises(AddressError):
                 p(bad, domain)
+
+
+def self_signed(directory: str, name: str = "sms.example.org") -> tuple[str, str]:
+    """A certificate and key for STARTTLS, made here with cryptography."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path
+
+
+class AuthTests(SmtpCase):
+    """Clients outside the trusted networks: STARTTLS, then AUTH as an smsd user."""
+
+    async def start_with_tls(self) -> Smsd:
+        cert, key = self_signed(self.directory)
+        root = await self.start(f'tls_cert = "{cert}"\ntls_key = "{key}"')
+        await root.store.add_user(User("bob", password_hash=hash_password("s3cret")))
+        return root
+
+    def session(self, steps: Any) -> defer.Deferred[Any]:
+        def run() -> Any:
+            with smtplib.SMTP(
+                "127.0.0.1", self.port, source_address=("127.0.0.2", 0), timeout=10
+            ) as s:
+                s.ehlo("far.example.net")
+                return steps(s)
+
+        return threads.deferToThread(run)
+
+    async def test_starttls_then_auth_sends_as_the_user(self) -> None:
+        root = await self.start_with_tls()
+
+        def steps(s: smtplib.SMTP) -> Any:
+            self.assertTrue(s.has_extn("starttls"))
+            trust = ssl.create_default_context(cafile=os.path.join(self.directory, "cert.pem"))
+            trust.check_hostname = False  # the certificate names sms.example.org, not 127.0.0.1
+            s.starttls(context=trust)
+            s.ehlo("far.example.net")
+            s.login("bob", "s3cret")
+            return s.send_message(mail([f"{ALICE}@sms.example.org"], "from far away"))
+
+        self.assertEqual(await self.session(steps), {})
+        m = await root.store.get_message(1)
+        assert m is not None
+        self.assertEqual((m["user"], m["text"]), ("bob", "from far away"))
+
+    async def test_auth_in_the_clear_is_refused(self) -> None:
+        await self.start_with_tls()
+
+        def steps(s: smtplib.SMTP) -> Any:
+            return s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0bob\0s3cret").decode())
+
+        code, words = await self.session(steps)
+        self.assertEqual(code, 538)
+        self.assertIn(b"STARTTLS first", words)
+
+    async def test_three_wrong_passwords_end_the_connection(self) -> None:
+        await self.start_with_tls()
+
+        def steps(s: smtplib.SMTP) -> Any:
+            s.starttls(context=ssl._create_unverified_context())
+            s.ehlo("far.example.net")
+            answers = []
+            for _ in range(3):
+                answers.append(
+                    s.docmd("AUTH", "PLAIN " + base64.b64encode(b"\0bob\0guess").decode())[0]
+                )
+            try:
+                answers.append(s.noop()[0])
+            except smtplib.SMTPServerDisconnected:
+                answers.append("closed")
+            return answers
+
+        answers = await self.session(steps)
+        self.assertEqual(answers[:2], [535, 535])
+        self.assertIn(answers[-1], ("closed", 421))
+
+    async def test_swaks_with_tls_and_auth(self) -> None:
+        root = await self.start_with_tls()
+        command = [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{self.port}",
+            "--local-interface",
+            "127.0.0.2",
+            "--from",
+            "bob@far.example.net",
+            f"--to={ALICE}@sms.example.org",
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "bob",
+            "--auth-password",
+            "s3cret",
+            "--body=via swaks",
+        ]
+        env = {**os.environ, "POSIXLY_CORRECT": "1"}
+        done = await threads.deferToThread(
+            subprocess.run, command, capture_output=True, text=True, timeout=20, env=env
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        m = await root.store.get_message(1)
+        assert m is not None
+        self.assertEqual((m["user"], m["text"]), ("bob", "via swaks"))

@@ -16,8 +16,10 @@ What the Submitter refuses is refused in SMTP's own words: a bad number 550
 
 Clients from ``[smsd] trusted_networks`` (the organisation's own mail server)
 may send without logging in: a sender address that belongs to an smsd user
-sends as that user, any other anonymously. The others are told 530 5.7.0
-(AUTH comes with the next step of this channel).
+sends as that user, any other anonymously. Everyone else logs in with AUTH
+PLAIN or LOGIN as an smsd user, after STARTTLS (``[smtp] tls_cert``): a
+password sent in the clear is refused with 538 5.7.11 unless
+``auth_without_tls``. Without AUTH they are told 530 5.7.0.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from email.parser import BytesParser
 from typing import Any
 
 import attrs
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.mail import smtp
+from twisted.mail.imap4 import LOGINCredentials, PLAINCredentials
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -149,6 +154,10 @@ class SmtpContext:
     truncate: bool = True
     max_recipients: int = 100
     max_size: int = 1024 * 1024
+    checker: Any = None  # twisted.cred checker of smsd users (AUTH); None: no AUTH
+    find_user_by_name: Callable[[str], Deferred[User | None]] | None = None
+    tls: Any = None  # an OpenSSL context factory for STARTTLS; None: no STARTTLS
+    auth_without_tls: bool = False
 
     def is_trusted(self, host: str) -> bool:
         try:
@@ -227,10 +236,11 @@ class _Message:
 class MailToSms:
     """The mail of one SMTP connection, turned into submissions."""
 
-    def __init__(self, context: SmtpContext, peer: str) -> None:
+    def __init__(self, context: SmtpContext, peer: str, user: User | None = None) -> None:
         self.context = context
         self.peer = peer
         self.trusted = context.is_trusted(peer)
+        self.user = user  # logged in with AUTH: every mail of the connection is theirs
         self.transaction: _Transaction | None = None
 
     def receivedHeader(
@@ -241,9 +251,13 @@ class MailToSms:
     def validateFrom(self, helo: tuple[bytes, bytes], origin: smtp.Address) -> Any:
         """From a trusted network, a sender address that is an smsd user's sends as that
         user (their quota, sender IDs, dedicated number); any other sends anonymously."""
+        address = str(origin)
+        if self.user is not None:
+            self.transaction = _Transaction(address)
+            self.transaction.user = self.user
+            return origin
         if not self.trusted:
             raise smtp.SMTPServerError(530, "5.7.0 Authentication required")
-        address = str(origin)
         self.transaction = _Transaction(address)
         if not address:
             return origin
@@ -337,13 +351,35 @@ class SmsSmtp(smtp.ESMTP):
     """Twisted's ESMTP with answers in SMTP's words for what the Submitter decides."""
 
     def __init__(self, context: SmtpContext) -> None:
-        super().__init__()
+        challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": LOGINCredentials}
+        super().__init__(chal=challengers if context.checker is not None else {})
         self.context = context
         self.host = context.domain.encode("idna")
+        self.ctx = context.tls
 
     def connectionMade(self) -> None:
-        self.delivery = MailToSms(self.context, self.transport.getPeer().host)
+        peer = self.transport.getPeer().host
+        self.delivery = MailToSms(self.context, peer)
+        if self.context.checker is not None:
+            self.portal = Portal(_Realm(self.context, peer), [self.context.checker])
         super().connectionMade()
+
+    auth_failures = 0
+
+    def _ebAuthenticated(self, reason: Failure) -> None:
+        """Three wrong passwords on one connection end it: no guessing at line speed."""
+        super()._ebAuthenticated(reason)
+        self.auth_failures += 1
+        if self.auth_failures >= 3:
+            self.sendCode(421, b"4.7.0 Too many failed logins")
+            self.transport.loseConnection()
+
+    def ext_AUTH(self, rest: bytes) -> None:
+        """AUTH only where the password cannot be read on the way (RFC 4954 4: 538)."""
+        if not (self.startedTLS or self.delivery.trusted or self.context.auth_without_tls):
+            self.sendCode(538, b"5.7.11 Encryption required: STARTTLS first")
+            return
+        super().ext_AUTH(rest)
 
     def greeting(self) -> bytes:
         return self.host + b" smsd ESMTP: mail to +number@" + self.host + b" becomes an SMS"
@@ -365,6 +401,28 @@ class SmsSmtp(smtp.ESMTP):
         accepted = resultList[0][1] if resultList else []
         ids = ", ".join(str(a.id) for a in accepted)
         self.sendCode(250, f"2.0.0 Queued as SMS {ids}".encode())
+
+
+@implementer(IRealm)
+class _Realm:
+    """An authenticated user's connection: MailToSms bound to that user."""
+
+    def __init__(self, context: SmtpContext, peer: str) -> None:
+        self.context = context
+        self.peer = peer
+
+    def requestAvatar(self, avatar_id: bytes, mind: Any, *interfaces: Any) -> Deferred[Any]:
+        if smtp.IMessageDelivery not in interfaces or self.context.find_user_by_name is None:
+            raise NotImplementedError("only IMessageDelivery")
+        name = avatar_id.decode()
+
+        def found(user: User | None) -> tuple[Any, MailToSms, Callable[[], None]]:
+            if user is None:
+                raise UnauthorizedLogin(f"no user {name!r}")
+            delivery = MailToSms(self.context, self.peer, user)
+            return smtp.IMessageDelivery, delivery, lambda: None
+
+        return self.context.find_user_by_name(name).addCallback(found)
 
 
 class SmtpFactory(Factory):

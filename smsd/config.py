@@ -200,6 +200,9 @@ class SmtpSection:
     tls_cert: str = setting("", "PEM certificate (and chain) for STARTTLS; empty: no STARTTLS")
     tls_key: str = setting("", "PEM private key for STARTTLS; empty: in tls_cert")
     auth_without_tls: bool = setting(False, "allow AUTH before STARTTLS (passwords in the clear)")
+    delay_warning: Duration = setting(
+        Duration(4 * 3600), "tell a mail's sender when its SMS is not sent after this; 0: never"
+    )
 
 
 @attrs.frozen

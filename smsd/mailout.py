@@ -10,7 +10,7 @@ from __future__ import annotations
 import mailbox
 import os
 import re
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -30,7 +30,7 @@ class MailOut:
     def via(self) -> str:
         return f"relay {self.relay}" if self.relay else f"Maildir under {self.maildirs}"
 
-    def send(self, message: EmailMessage, sender: str, to: str, mailbox_name: str) -> Deferred[Any]:
+    def send(self, message: Message, sender: str, to: str, mailbox_name: str) -> Deferred[Any]:
         """One try: fires when the relay took the mail (or the Maildir has it)."""
         if self.relay:
             host, _, port = self.relay.rpartition(":")

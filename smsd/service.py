@@ -28,6 +28,7 @@ from smsd import numbers
 from smsd.alerts import Alerts
 from smsd.appender import Appender
 from smsd.channels.callbacks import Callbacks
+from smsd.channels.dsn import MailReports
 from smsd.channels.http import HttpContext, HttpError, make_site
 from smsd.channels.replies import InboxDelivery, ReplySettings
 from smsd.channels.smtp import SmtpContext, SmtpFactory
@@ -103,6 +104,7 @@ class Smsd(MultiService):
         self.receiver: Service | None = None
         self.alerts: Alerts | None = None  # with [smsd] admin_email
         self.replies: Service | None = None  # inbound SMS mailed to their owners
+        self.dsn: Service | None = None  # delay and failure reports to mail senders
         self.closers: list[Any] = []  # called last, in order (traffic log, ...)
         self.started_at = 0.0
 
@@ -119,6 +121,7 @@ class Smsd(MultiService):
         for service in (
             self.receiver,
             self.replies,
+            self.dsn,
             *self.gateways,
             self.dispatcher,
             *self.channels,
@@ -142,8 +145,9 @@ class Smsd(MultiService):
             await _maybe(self.dispatcher.stopService())
         for gateway in self.gateways:
             await _maybe(gateway.stopService())
-        if self.replies is not None:
-            await _maybe(self.replies.stopService())
+        for helper in (self.dsn, self.replies):
+            if helper is not None:
+                await _maybe(helper.stopService())
         if self.receiver is not None:
             await _maybe(self.receiver.stopService())
         for close in self.closers:
@@ -255,6 +259,9 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     )
     receiver.listeners.append(replies.wake)
     root.replies = replies
+    dsn = MailReports(store, reactor, mail, config.smsd.domain, config.smtp.delay_warning)
+    listeners.append(dsn.changes)
+    root.dsn = dsn
     directory = Directory(store, reactor)
     portal = make_portal(directory)
     callbacks = Callbacks(

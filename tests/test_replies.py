@@ -45,13 +45,14 @@ listen = []
 [smtp]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 relay = "{relay}"
+{smtp}
 [inbound]
 {inbound}
 [[gateway]]
 id = "loopback"
 type = "loopback"
-latency = "1ms"
 report_delay = "10ms"
+{gateway}
 """
 
 
@@ -66,10 +67,12 @@ class MailServer:
 
     def __init__(self) -> None:
         self.mails: list[tuple[list[str], EmailMessage]] = []
+        self.senders: list[str] = []  # the envelope's MAIL FROM of each
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.mails.append((list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        self.senders.append(envelope.mail_from)
         return "250 OK"
 
 
@@ -88,7 +91,9 @@ class RepliesCase(unittest.TestCase):
         controller.start()
         self.addCleanup(controller.stop)
 
-    async def start(self, *, relay: bool = True, inbound: str = "") -> Smsd:
+    async def start(
+        self, *, relay: bool = True, inbound: str = "", smtp: str = "", gateway: str = ""
+    ) -> Smsd:
         if relay:
             self.start_relay()
         self.port = free_port()
@@ -99,6 +104,8 @@ class RepliesCase(unittest.TestCase):
                     port=self.port,
                     relay=f"127.0.0.1:{self.relay_port}" if relay else "",
                     inbound=inbound,
+                    smtp=smtp,
+                    gateway=gateway or 'latency = "1ms"',
                 )
             )
         self.data_dir = os.path.join(self.directory, "data")
@@ -112,17 +119,22 @@ class RepliesCase(unittest.TestCase):
         if self.root is not None and self.root.running:
             await self.root.stopService()
 
-    def mail(self, sender: str, to: str, body: str, message_id: str = "") -> defer.Deferred[Any]:
+    def mail(
+        self, sender: str, to: str, body: str, message_id: str = "", envelope: str | None = None
+    ) -> defer.Deferred[Any]:
         m = EmailMessage()
         m["From"] = sender
         m["To"] = to
         m["Subject"] = "from the office"
+        if not sender:
+            sender = "nobody@example.org"
+            m.replace_header("From", sender)
         m["Message-ID"] = message_id or email.utils.make_msgid(domain="example.org")
         m.set_content(body)
 
         def run() -> Any:
             with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
-                return s.send_message(m)
+                return s.send_message(m, from_addr=sender if envelope is None else envelope)
 
         return threads.deferToThread(run)
 
@@ -298,3 +310,64 @@ class SenderTests(RepliesCase):
             await self.mail("old@example.org", f"{PHONE}@sms.example.org", "hi")
         self.assertEqual(e.exception.smtp_code, 550)
         self.assertIn(b"account expired", e.exception.smtp_error)
+
+
+def parts(report: EmailMessage) -> dict[str, Any]:
+    """The three parts of an RFC 3464 report, by content type."""
+    return {p.get_content_type(): p for p in report.iter_parts()}
+
+
+class ReportTests(RepliesCase):
+    """Delivery status notifications (RFC 3464) to whoever mailed the SMS."""
+
+    async def test_failed_sms_is_reported_to_the_sender(self) -> None:
+        await self.start(gateway='latency = "1ms"\nfailure_rate = 1.0')
+        await self.mail(
+            "alice@example.org",
+            f"{PHONE}@sms.example.org",
+            "Will fail",
+            message_id="<doomed@example.org>",
+        )
+        await wait_for(lambda: self.server.mails, what="the report")
+        [(to, report)] = self.server.mails
+        self.assertEqual(to, ["alice@example.org"])
+        self.assertEqual(self.server.senders, ["<>"], "reports go with the null sender")
+        self.assertEqual(report.get_content_type(), "multipart/report")
+        self.assertEqual(report.get_param("report-type"), "delivery-status")
+        self.assertEqual(report["In-Reply-To"], "<doomed@example.org>")
+        self.assertEqual(report["Auto-Submitted"], "auto-replied")
+        p = parts(report)
+        self.assertIn("Will fail", p["text/plain"].get_content())
+        status = p["message/delivery-status"].as_string()
+        self.assertIn(f"Final-Recipient: rfc822; {PHONE}@sms.example.org", status)
+        self.assertIn("Action: failed", status)
+        self.assertIn("Status: 5.0.0", status)
+        self.assertIn("<doomed@example.org>", p["text/rfc822-headers"].as_string())
+
+    async def test_no_report_to_a_null_sender(self) -> None:
+        await self.start(gateway='latency = "1ms"\nfailure_rate = 1.0')
+        await self.mail("", f"{PHONE}@sms.example.org", "from a daemon", envelope="")
+        await wait_for(lambda: defer.ensureDeferred(self._failed(1)), what="the SMS failed")
+        await sleep(0.5)
+        self.assertEqual(self.server.mails, [])
+
+    async def _failed(self, message_id: int) -> bool:
+        assert self.root is not None
+        m = await self.root.store.get_message(message_id)
+        return m is not None and m["state"] == "failed"
+
+    async def test_delay_warning_once_then_nothing_when_delivered(self) -> None:
+        await self.start(smtp='delay_warning = "300ms"', gateway='latency = "1500ms"')
+        await self.mail("alice@example.org", f"{PHONE}@sms.example.org", "slow one")
+        await wait_for(lambda: self.server.mails, what="the delay warning")
+        await wait_for(lambda: defer.ensureDeferred(self._delivered(1)), what="delivered")
+        await sleep(0.5)
+        [(_, warning)] = self.server.mails
+        status = parts(warning)["message/delivery-status"].as_string()
+        self.assertIn("Action: delayed", status)
+        self.assertIn("Status: 4.4.1", status)
+
+    async def _delivered(self, message_id: int) -> bool:
+        assert self.root is not None
+        m = await self.root.store.get_message(message_id)
+        return m is not None and m["state"] == "delivered"

@@ -85,3 +85,30 @@ def inbox_state(conn: sqlite3.Connection, inbox_id: int) -> dict[str, Any] | Non
     )
     row = cur.fetchone()
     return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
+
+
+_REPORTED = "id, recipient, text, status, error, reply_to, origin, created_at, state"
+
+
+def report_target(conn: sqlite3.Connection, message_id: int) -> dict[str, Any] | None:
+    """What a delivery report mail needs of a message: to whom, about what."""
+    cur = conn.execute(f"SELECT {_REPORTED} FROM messages WHERE id = ?", (message_id,))
+    row = cur.fetchone()
+    return None if row is None else dict(zip([c[0] for c in cur.description], row, strict=True))
+
+
+def delayed_mail(conn: sqlite3.Connection, before: float, limit: int) -> list[dict[str, Any]]:
+    """Mail-submitted messages still on their way since ``before`` whose sender was not
+    told yet."""
+    cur = conn.execute(
+        f"SELECT {_REPORTED} FROM messages WHERE state IN ('queued', 'sending')"
+        " AND channel = 'smtp' AND warned = 0 AND reply_to IS NOT NULL AND created_at <= ?"
+        " ORDER BY id LIMIT ?",
+        (before, limit),
+    )
+    names = [c[0] for c in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def mark_warned(conn: sqlite3.Connection, ids: list[int]) -> None:
+    conn.executemany("UPDATE messages SET warned = 1 WHERE id = ?", [(i,) for i in ids])

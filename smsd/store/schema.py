@@ -145,6 +145,8 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX inbox_new ON inbox (next_try) WHERE state = 'new'",
         "CREATE INDEX messages_recipient ON messages (recipient, created_at)",
     ],
+    # 6: mail-submitted messages whose sender was told of a delay
+    ["ALTER TABLE messages ADD COLUMN warned INTEGER NOT NULL DEFAULT 0"],
 ]
 
 VERSION = len(MIGRATIONS)

@@ -229,6 +229,15 @@ class SQLiteStore:
     def inbox_state(self, inbox_id: int) -> Deferred[dict[str, Any] | None]:
         return self._reader.run(owners.inbox_state, inbox_id)
 
+    def report_target(self, message_id: int) -> Deferred[dict[str, Any] | None]:
+        return self._reader.run(owners.report_target, message_id)
+
+    def delayed_mail(self, before: float, limit: int) -> Deferred[list[dict[str, Any]]]:
+        return self._reader.run(owners.delayed_mail, before, limit)
+
+    def mark_warned(self, ids: list[int]) -> Deferred[None]:
+        return self._writer.run(owners.mark_warned, ids)
+
     # Users -----------------------------------------------------------------
 
     def add_user(self, user: User) -> Deferred[None]:

@@ -200,6 +200,14 @@ class SmtpSection:
     tls_cert: str = setting("", "PEM certificate (and chain) for STARTTLS; empty: no STARTTLS")
     tls_key: str = setting("", "PEM private key for STARTTLS; empty: in tls_cert")
     auth_without_tls: bool = setting(False, "allow AUTH before STARTTLS (passwords in the clear)")
+    anonymous: bool = setting(
+        False, "trusted networks: a sender address that is no user's may send too (uncharged)"
+    )
+    text: str = setting(
+        "body",
+        "what becomes the SMS: body (the subject when it is empty), subject, or both",
+        _one_of("body", "subject", "both"),
+    )
     delay_warning: Duration = setting(
         Duration(4 * 3600), "tell a mail's sender when its SMS is not sent after this; 0: never"
     )

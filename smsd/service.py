@@ -357,6 +357,8 @@ def _smtp_channels(
         find_user_by_name=directory.get,
         tls=_tls_options(config) if config.smtp.tls_cert else None,
         auth_without_tls=config.smtp.auth_without_tls,
+        anonymous=config.smtp.anonymous,
+        text_from=config.smtp.text,
     )
     for description in config.smtp.listen:
         _listen(root, reactor, description, SmtpFactory(context))

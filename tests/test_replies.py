@@ -16,6 +16,7 @@ import os
 import shutil
 import smtplib
 import socket
+import subprocess
 import tempfile
 from email.message import EmailMessage
 from typing import Any
@@ -104,7 +105,7 @@ class RepliesCase(unittest.TestCase):
                     port=self.port,
                     relay=f"127.0.0.1:{self.relay_port}" if relay else "",
                     inbound=inbound,
-                    smtp=smtp,
+                    smtp=smtp if "anonymous" in smtp else f"anonymous = true\n{smtp}",
                     gateway=gateway or 'latency = "1ms"',
                 )
             )
@@ -371,3 +372,80 @@ class ReportTests(RepliesCase):
         assert self.root is not None
         m = await self.root.store.get_message(message_id)
         return m is not None and m["state"] == "delivered"
+
+
+class LoopTests(RepliesCase):
+    async def test_the_whole_loop_swaks_sms_reply_mail_reply_sms(self) -> None:
+        """swaks mail -> SMS from the user's dedicated number -> the phone answers that
+        number -> mail in the user's mailbox, threaded -> Reply -> SMS to the phone."""
+        root = await self.start(smtp="anonymous = false")
+        await root.store.add_user(
+            User(
+                "alice",
+                emails=("alice@example.org",),
+                dedicated=("+15550001111",),
+                sender_policy=SenderPolicy.DEDICATED,
+            )
+        )
+        command = [
+            "swaks",
+            "--server",
+            f"127.0.0.1:{self.port}",
+            "--from",
+            "alice@example.org",
+            f"--to={PHONE}@sms.example.org",
+            "--header",
+            "Message-Id: <loop-1@example.org>",
+            "--header",
+            "Subject: dinner",
+            "--body=Dinner at 8?",
+        ]
+        env = {**os.environ, "POSIXLY_CORRECT": "1"}
+        done = await threads.deferToThread(
+            subprocess.run, command, capture_output=True, text=True, timeout=20, env=env
+        )
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        first = await root.store.get_message(1)
+        assert first is not None
+        self.assertEqual(
+            (first["recipient"], first["sender"], first["user"], first["text"]),
+            (PHONE, "+15550001111", "alice", "Dinner at 8?"),
+        )
+        inbox_id = await self.sms_from(PHONE, "Yes! See you", to="+15550001111")
+        await self.settled(inbox_id, "delivered")
+        [(to, reply)] = self.server.mails
+        self.assertEqual(to, ["alice@example.org"])
+        self.assertEqual(
+            (reply["From"], reply["To"]), (f"{PHONE}@sms.example.org", "alice@example.org")
+        )
+        self.assertEqual(reply["In-Reply-To"], "<loop-1@example.org>")
+        answer = EmailMessage()
+        answer["From"] = "alice@example.org"
+        answer["To"] = str(reply["From"])
+        answer["Subject"] = "Re: " + str(reply["Subject"])
+        answer["In-Reply-To"] = str(reply["Message-ID"])
+        answer.set_content("Great\n\nOn Tue, Dec 1, 2026, +15557654321 wrote:\n> Yes! See you\n")
+
+        def send() -> Any:
+            with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as s:
+                return s.send_message(answer)
+
+        self.assertEqual(await threads.deferToThread(send), {})
+        second = await root.store.get_message(2)
+        assert second is not None
+        self.assertEqual(
+            (second["recipient"], second["sender"], second["text"]),
+            (PHONE, "+15550001111", "Great"),
+        )
+
+    async def test_nothing_in_an_sms_becomes_a_header(self) -> None:
+        await self.start(inbound='default_mailbox = "sms@example.org"')
+        inbox_id = await self.sms_from(
+            "Evil\r\nBcc: victim@example.net", "hi\r\nBcc: x@example.net"
+        )
+        await self.settled(inbox_id, "delivered")
+        [(to, m)] = self.server.mails
+        self.assertEqual(to, ["sms@example.org"])
+        self.assertIsNone(m["Bcc"])
+        self.assertNotIn("\n", str(m["From"]))
+        self.assertIn("Bcc: x@example.net", m.get_content())  # the text stays text

@@ -23,7 +23,7 @@ from twisted.internet import defer, threads
 from twisted.internet import reactor as global_reactor
 from twisted.trial import unittest
 
-from smsd.channels.smtp import AddressError, parse_recipient, text_of
+from smsd.channels.smtp import AddressError, clean, parse_recipient, text_of
 from smsd.config import load
 from smsd.core.submit import Refused
 from smsd.core.users import hash_password
@@ -83,7 +83,9 @@ class SmtpCase(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.directory, True)
         self.root: Smsd | None = None
 
-    async def start(self, extra: str = "") -> Smsd:
+    async def start(self, extra: str = "anonymous = true") -> Smsd:
+        """smsd; ``extra``: [smtp] keys (most tests here send as an anonymous trusted
+        sender; the default refusal of those has its own test)."""
         self.port = free_port()
         path = os.path.join(self.directory, "smsd.toml")
         with open(path, "w") as f:
@@ -223,7 +225,7 @@ class RefusalTests(SmtpCase):
             await self.send(mail(["bob@example.org"]))
         code, words = e.exception.recipients["bob@example.org"]
         self.assertEqual(code, 550)
-        self.assertIn(b"5.1.1 not an SMS address", words)
+        self.assertIn(b"5.7.1 relaying denied", words)
 
     async def test_bad_number_refused_good_one_sent(self) -> None:
         await self.start()
@@ -231,7 +233,7 @@ class RefusalTests(SmtpCase):
             mail([], "partly"), to=[f"{ALICE}@sms.example.org", "12ab@sms.example.org"]
         )
         self.assertEqual(list(refused), ["12ab@sms.example.org"])
-        self.assertEqual(refused["12ab@sms.example.org"][0], 550)
+        self.assertEqual(refused["12ab@sms.example.org"][0], 553)
         await self.last_messages(1)
 
     async def test_untrusted_client_must_log_in(self) -> None:
@@ -261,11 +263,58 @@ class RefusalTests(SmtpCase):
         self.assertIn(b"try again later", e.exception.smtp_error)
 
     async def test_too_long_without_truncation(self) -> None:
-        await self.start("truncate = false\nmaxmsgs = 1")
+        await self.start("anonymous = true\ntruncate = false\nmaxmsgs = 1")
         with self.assertRaises(smtplib.SMTPDataError) as e:
             await self.send(mail([f"{ALICE}@sms.example.org"], "y" * 400))
         self.assertEqual(e.exception.smtp_code, 550)
         await self.last_messages(0)
+
+
+class SenderTests(SmtpCase):
+    async def test_from_trusted_networks_the_sender_must_be_a_user(self) -> None:
+        root = await self.start("")
+        with self.assertRaises(smtplib.SMTPSenderRefused) as e:
+            await self.send(mail([f"{ALICE}@sms.example.org"]))
+        self.assertEqual(e.exception.smtp_code, 550)
+        self.assertIn(b"no smsd user", e.exception.smtp_error)
+        await root.store.add_user(User("alice", emails=("Alice@Example.org",)))
+        self.assertEqual(await self.send(mail([f"{ALICE}@sms.example.org"], "now")), {})
+        [m] = await self.last_messages(1)
+        self.assertEqual(m["user"], "alice")
+
+    async def test_quoted_mail_and_folded_white_space(self) -> None:
+        body = (
+            "Running   late,\tstart without me\n\nOn Mon, 1 Dec 2026, Bob wrote:\n"
+            "> When are you here?\n> Bob\n"
+        )
+        self.assertEqual(clean(body), "Running late, start without me")
+        outlook = "Yes\r\n\r\n-----Original Message-----\r\nFrom: Bob\r\nSent: today"
+        self.assertEqual(clean(outlook), "Yes")
+        m = mail([], "Disk full", subject="db1")
+        self.assertEqual(text_of(m, "subject"), "db1")
+        self.assertEqual(text_of(m, "both"), "db1: Disk full")
+        latin = EmailMessage()
+        latin["Subject"] = "x"
+        latin.set_content("Grüße aus Köln", charset="iso-8859-1", cte="quoted-printable")
+        self.assertEqual(text_of(latin), "Grüße aus Köln")
+
+    async def test_auth_is_not_offered_before_starttls(self) -> None:
+        cert, key = self_signed(self.directory)
+        await self.start(f'tls_cert = "{cert}"\ntls_key = "{key}"')
+
+        def run() -> tuple[bool, bool, bool]:
+            with smtplib.SMTP(
+                "127.0.0.1", self.port, source_address=("127.0.0.2", 0), timeout=10
+            ) as s:
+                s.ehlo()
+                before = s.has_extn("auth")
+                starttls = s.has_extn("starttls")
+                s.starttls(context=ssl._create_unverified_context())
+                s.ehlo()
+                return before, starttls, s.has_extn("auth")
+
+        before, starttls, after = await threads.deferToThread(run)
+        self.assertEqual((before, starttls, after), (False, True, True))
 
 
 class SwaksTests(SmtpCase):
@@ -303,7 +352,7 @@ class SwaksTests(SmtpCase):
         await self.start()
         done = await self.swaks("--to=+1555@sms.example.org", "--body=hi")
         self.assertNotEqual(done.returncode, 0)
-        self.assertIn("550 5.1.1 '+1555' is no phone number", done.stdout)
+        self.assertIn("553 5.1.3 '+1555' is no phone number", done.stdout)
         await self.last_messages(0)
 
 
@@ -371,6 +420,7 @@ class AuthTests(SmtpCase):
     async def start_with_tls(self) -> Smsd:
         cert, key = self_signed(self.directory)
         root = await self.start(f'tls_cert = "{cert}"\ntls_key = "{key}"')
+        self.cert = cert
         await root.store.add_user(User("bob", password_hash=hash_password("s3cret")))
         return root
 

@@ -15,6 +15,7 @@ loses nothing: what was not handed over is handed over after it.
 from __future__ import annotations
 
 import email.utils
+import re
 from email.message import EmailMessage
 from typing import Any
 
@@ -35,21 +36,27 @@ RETRY_MIN = 30.0
 RETRY_MAX = 3600.0
 
 
+_UNSAFE_IN_ADDRESS = re.compile(r"[^A-Za-z0-9+._-]")
+
+
 def reply_mail(inbound: Inbound, owner: Owner, domain: str) -> EmailMessage:
-    """The mail a phone's answer becomes."""
-    sender = f"{inbound.sender}@{domain}" if inbound.sender else f"smsd@{domain}"
+    """The mail a phone's answer becomes. What the network sent goes into the body only;
+    the sender (an alphanumeric one is the network's text too) is reduced to what an
+    address may hold, so nothing in an SMS can add a header."""
+    phone = _UNSAFE_IN_ADDRESS.sub("", inbound.sender.replace(" ", "."))[:64]
+    sender = f"{phone}@{domain}" if phone else f"smsd@{domain}"
     m = EmailMessage()
     m["From"] = sender
     m["To"] = owner.address
-    m["Subject"] = f"SMS from {inbound.sender or 'an unknown sender'}"
+    m["Subject"] = f"SMS from {phone or 'an unknown sender'}"
     m["Date"] = email.utils.formatdate(inbound.received_at, localtime=True)
     m["Message-ID"] = f"<sms-{inbound.id}.{int(inbound.received_at)}@{domain}>"
     if owner.thread:
         m["In-Reply-To"] = owner.thread
         m["References"] = owner.thread
-    if inbound.sender.startswith("+"):
-        m["X-MS-Reply-To-Mobile"] = inbound.sender
-    m["X-SMS-Gateway"] = inbound.gateway
+    if phone.startswith("+"):
+        m["X-MS-Reply-To-Mobile"] = phone
+    m["X-SMS-Gateway"] = _UNSAFE_IN_ADDRESS.sub("", inbound.gateway)
     text = owner.text if owner.text is not None else inbound.text
     if text is None:
         text = f"(binary SMS, {len(inbound.data or b'')} octets: {(inbound.data or b'').hex()})"

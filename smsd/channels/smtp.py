@@ -15,8 +15,9 @@ What the Submitter refuses is refused in SMTP's own words: a bad number 550
 5.7.1 / 5.6.0 at the end of DATA, a month's quota 552 5.2.2.
 
 Clients from ``[smsd] trusted_networks`` (the organisation's own mail server)
-may send without logging in: a sender address that belongs to an smsd user
-sends as that user, any other anonymously. Everyone else logs in with AUTH
+may send without logging in, as the smsd user whose address the envelope
+sender is (charged, with their sender IDs); a sender who is no user is
+refused unless ``[smtp] anonymous``. Everyone else logs in with AUTH
 PLAIN or LOGIN as an smsd user, after STARTTLS (``[smtp] tls_cert``): a
 password sent in the clear is refused with 538 5.7.11 unless
 ``auth_without_tls``. Without AUTH they are told 530 5.7.0.
@@ -57,7 +58,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressError(ValueError):
-    """A recipient that is no SMS address; the words go into the 550."""
+    """A recipient that is no SMS address (``relay``: not ours at all, 550; else a
+    malformed one, 553); the words go into the answer."""
+
+    def __init__(self, words: str, *, relay: bool = False) -> None:
+        super().__init__(words)
+        self.relay = relay
 
 
 @attrs.frozen
@@ -82,7 +88,9 @@ def parse_recipient(local: str, domain: str, our_domain: str, default_country: s
             if not 1 <= maxmsgs <= 128:
                 raise AddressError(f"maxmsgs={maxmsgs}: must be 1 to 128")
     elif domain.lower() != our_domain.lower():
-        raise AddressError(f"not an SMS address: the domain must be {our_domain}")
+        raise AddressError(
+            f"relaying denied: only +number@{our_domain} is an SMS address", relay=True
+        )
     raw = _SEPARATORS.sub("", local)
     try:
         number = numbers.normalise(raw, default_country)
@@ -116,29 +124,58 @@ class _Text(html.parser.HTMLParser):
             self.parts.append(data)
 
 
-def text_of(mail: EmailMessage) -> str:
-    """The SMS text a mail carries: its plain body without the signature, else its subject."""
+_QUOTE_HEAD = re.compile(r"^(On .{3,200} wrote:|Am .{3,200} schrieb .{1,100}:)$")
+_ORIGINAL = re.compile(r"^-{2,}\s*(Original Message|Ursprüngliche Nachricht)\s*-{2,}$", re.I)
+
+
+def body_text(mail: EmailMessage) -> str:
+    """The plain body (HTML turned to text if there is no plain part), any charset."""
     body = mail.get_body(preferencelist=("plain", "html"))
-    text = ""
-    if body is not None:
-        try:
-            content = body.get_content()
-        except (LookupError, ValueError):  # an unknown charset, a broken encoding
-            payload = body.get_payload(decode=True)
-            content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-        if body.get_content_subtype() == "html":
-            parser = _Text()
-            parser.feed(content)
-            content = "".join(parser.parts)
-        text = content
-    lines = text.replace("\r\n", "\n").split("\n")
-    if "-- " in lines:  # the signature separator (RFC 3676 4.3)
-        lines = lines[: lines.index("-- ")]
-    text = "\n".join(line.rstrip() for line in lines).strip()
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    if not text:
-        text = str(mail.get("Subject", "")).strip()
-    return text
+    if body is None:
+        return ""
+    try:
+        content = body.get_content()
+    except (LookupError, ValueError):  # an unknown charset, a broken encoding
+        payload = body.get_payload(decode=True)
+        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if body.get_content_subtype() == "html":
+        parser = _Text()
+        parser.feed(content)
+        content = "".join(parser.parts)
+    return content
+
+
+def clean(text: str) -> str:
+    """What of a mail body belongs in an SMS: no signature, no quoted mail, no runs of
+    white space. (An SMS is short: what the sender quoted is not what they wrote.)"""
+    kept: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        stripped = line.strip()
+        if line == "-- " or _ORIGINAL.match(stripped):
+            break  # the signature, or the mail this one answers, and all after it
+        if stripped.startswith(">"):
+            continue
+        kept.append(" ".join(stripped.split()))
+    while kept and not kept[-1]:
+        kept.pop()
+    while kept and _QUOTE_HEAD.match(kept[-1]):
+        kept.pop()  # "On Monday, Bob wrote:" above a quote just dropped
+        while kept and not kept[-1]:
+            kept.pop()
+    text = "\n".join(kept).strip()
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def text_of(mail: EmailMessage, text_from: str = "body") -> str:
+    """The SMS text a mail carries: ``body`` (its subject if the body is empty),
+    ``subject``, or ``both`` ("subject: body")."""
+    subject = " ".join(str(mail.get("Subject", "")).split())
+    if text_from == "subject":
+        return subject
+    body = clean(body_text(mail))
+    if text_from == "both" and subject and body:
+        return f"{subject}: {body}"
+    return body or subject
 
 
 @attrs.frozen
@@ -158,6 +195,8 @@ class SmtpContext:
     find_user_by_name: Callable[[str], Deferred[User | None]] | None = None
     tls: Any = None  # an OpenSSL context factory for STARTTLS; None: no STARTTLS
     auth_without_tls: bool = False
+    anonymous: bool = False  # trusted networks: a sender who is no user may send (uncharged)
+    text_from: str = "body"  # "body" (the subject if it is empty), "subject" or "both"
 
     def is_trusted(self, host: str) -> bool:
         try:
@@ -259,11 +298,15 @@ class MailToSms:
         if not self.trusted:
             raise smtp.SMTPServerError(530, "5.7.0 Authentication required")
         self.transaction = _Transaction(address)
-        if not address:
+        if not address and self.context.anonymous:
             return origin
         transaction = self.transaction
 
         def found(user: User | None) -> smtp.Address:
+            if user is None and not self.context.anonymous:
+                raise smtp.SMTPBadSender(
+                    origin, 550, f"5.7.1 {address} is no smsd user's address: who would pay?"
+                )
             if user is not None:
                 problem = account_problem(user)
                 if problem is not None:
@@ -288,7 +331,9 @@ class MailToSms:
                 self.context.default_country,
             )
         except AddressError as e:
-            raise smtp.SMTPBadRcpt(user, 550, f"5.1.1 {e}") from None
+            if e.relay:
+                raise smtp.SMTPBadRcpt(user, 550, f"5.7.1 {e}") from None
+            raise smtp.SMTPBadRcpt(user, 553, f"5.1.3 {e}") from None
         first = not t.recipients
         t.recipients.append(recipient)
         return lambda: _Message(self, t, first)
@@ -299,7 +344,7 @@ class MailToSms:
             return fail(SmtpRefusal(552, "5.3.4 Message too big for SMS"))
         try:
             mail = BytesParser(policy=email.policy.default).parsebytes(b"\r\n".join(t.lines))
-            text = text_of(mail)  # type: ignore[arg-type]
+            text = text_of(mail, self.context.text_from)  # type: ignore[arg-type]
         except Exception:
             log.failure("a mail from {origin} could not be read", origin=t.origin)
             return fail(SmtpRefusal(554, "5.6.0 The mail could not be read"))
@@ -374,9 +419,19 @@ class SmsSmtp(smtp.ESMTP):
             self.sendCode(421, b"4.7.0 Too many failed logins")
             self.transport.loseConnection()
 
+    def _auth_allowed(self) -> bool:
+        return bool(self.startedTLS or self.delivery.trusted or self.context.auth_without_tls)
+
+    def extensions(self) -> dict[bytes, Any]:
+        """AUTH is offered only where it will be accepted (after STARTTLS, as a rule)."""
+        ext = super().extensions()
+        if not self._auth_allowed() or not self.challengers:
+            ext.pop(b"AUTH", None)
+        return ext
+
     def ext_AUTH(self, rest: bytes) -> None:
         """AUTH only where the password cannot be read on the way (RFC 4954 4: 538)."""
-        if not (self.startedTLS or self.delivery.trusted or self.context.auth_without_tls):
+        if not self._auth_allowed():
             self.sendCode(538, b"5.7.11 Encryption required: STARTTLS first")
             return
         super().ext_AUTH(rest)

@@ -22,6 +22,7 @@ import attrs
 
 from smsd.model import Inbound
 
+THREAD_MEMORY = 30 * 86400.0  # how far back a dedicated number's answer looks for its thread
 _TAG = re.compile(r"#([^#\s@]+@[^#\s@]+\.[^#\s@]+)#")
 _MAIL_ID = re.compile(r"^mail (<[^<>\s]+>) from ")
 
@@ -70,7 +71,13 @@ async def find_owner(
         if user is not None:
             record = await store.get_user(user)
             if record is not None and record.emails:
-                return Owner(record.emails[0], user, "dedicated")
+                # In the thread of the user's last mail to this phone, if there was one.
+                since = now - (settings.reply_window or THREAD_MEMORY)
+                writers = await store.recent_writers(inbound.sender, since)
+                thread = next(
+                    (mail_thread(origin) for u, _, origin, _ in writers if u == user), None
+                )
+                return Owner(record.emails[0], user, "dedicated", thread=thread)
     if settings.reply_window > 0:
         writers = await store.recent_writers(inbound.sender, now - settings.reply_window)
         # lower-cased address -> (the address as written, user, the mail it answers)

@@ -9,6 +9,7 @@ SMTP answers) and what a user would see in the JSON API (the queued messages).
 from __future__ import annotations
 
 import base64
+import email
 import os
 import shutil
 import smtplib
@@ -297,6 +298,8 @@ class SenderTests(SmtpCase):
         latin["Subject"] = "x"
         latin.set_content("Grüße aus Köln", charset="iso-8859-1", cte="quoted-printable")
         self.assertEqual(text_of(latin), "Grüße aus Köln")
+        raw = b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n\r\n"
+        self.assertEqual(text_of(email.message_from_bytes(raw)), "Grüße")  # RFC 2047
 
     async def test_auth_is_not_offered_before_starttls(self) -> None:
         cert, key = self_signed(self.directory)

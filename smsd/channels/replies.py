@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -32,6 +32,7 @@ from smsd.model import Inbound, Submission
 
 log = Logger()
 
+CONCURRENCY = 8  # mails handed to the relay at once
 RETRY_MIN = 30.0
 RETRY_MAX = 3600.0
 
@@ -128,12 +129,17 @@ class InboxDelivery(Service):
         d.addBoth(done)
 
     async def _run(self) -> None:
+        """Hand over what is due, ``CONCURRENCY`` mails at a time: each is a connection
+        to the relay, and one after the other that is tens a second at best."""
         while self.running:
             due = await self.store.due_inbound(self.reactor.seconds(), 50)
             if not due:
                 return
-            for inbound in due:
-                await self._hand_over(inbound)
+            lanes = DeferredSemaphore(CONCURRENCY)
+            await gatherResults(
+                [lanes.run(lambda i=i: ensureDeferred(self._hand_over(i))) for i in due],
+                consumeErrors=True,
+            )
 
     async def _hand_over(self, inbound: Inbound) -> None:
         now = self.reactor.seconds()

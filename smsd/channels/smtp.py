@@ -30,7 +30,8 @@ import html.parser
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from email.message import EmailMessage
+from email.header import decode_header, make_header
+from email.message import Message
 from email.parser import BytesParser
 from typing import Any
 
@@ -128,21 +129,43 @@ _QUOTE_HEAD = re.compile(r"^(On .{3,200} wrote:|Am .{3,200} schrieb .{1,100}:)$"
 _ORIGINAL = re.compile(r"^-{2,}\s*(Original Message|Ursprüngliche Nachricht)\s*-{2,}$", re.I)
 
 
-def body_text(mail: EmailMessage) -> str:
-    """The plain body (HTML turned to text if there is no plain part), any charset."""
-    body = mail.get_body(preferencelist=("plain", "html"))
+def body_text(mail: Message) -> str:
+    """The plain body (the HTML one turned to text if there is no plain part), any
+    charset and transfer encoding; attachments are not the text."""
+    plain = html = None
+    for part in mail.walk():
+        if part.is_multipart() or part.get_content_disposition() == "attachment":
+            continue
+        kind = part.get_content_type()
+        if kind == "text/plain" and plain is None:
+            plain = part
+        elif kind == "text/html" and html is None:
+            html = part
+    body = plain or html
     if body is None:
         return ""
+    payload = body.get_payload(decode=True)
+    raw = payload if isinstance(payload, bytes) else b""
     try:
-        content = body.get_content()
-    except (LookupError, ValueError):  # an unknown charset, a broken encoding
-        payload = body.get_payload(decode=True)
-        content = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
-    if body.get_content_subtype() == "html":
+        content = raw.decode(body.get_content_charset() or "us-ascii", "replace")
+    except LookupError:  # a charset Python does not know
+        content = raw.decode("utf-8", "replace")
+    if body is html:
         parser = _Text()
         parser.feed(content)
         content = "".join(parser.parts)
     return content
+
+
+def header_text(mail: Message, name: str) -> str:
+    """A header's words, RFC 2047 encoded-words decoded."""
+    value = mail.get(name)
+    if value is None:
+        return ""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (LookupError, ValueError, UnicodeError):
+        return str(value)
 
 
 def clean(text: str) -> str:
@@ -166,10 +189,10 @@ def clean(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text)
 
 
-def text_of(mail: EmailMessage, text_from: str = "body") -> str:
+def text_of(mail: Message, text_from: str = "body") -> str:
     """The SMS text a mail carries: ``body`` (its subject if the body is empty),
     ``subject``, or ``both`` ("subject: body")."""
-    subject = " ".join(str(mail.get("Subject", "")).split())
+    subject = " ".join(header_text(mail, "Subject").split())
     if text_from == "subject":
         return subject
     body = clean(body_text(mail))
@@ -343,8 +366,11 @@ class MailToSms:
         if t.too_big:
             return fail(SmtpRefusal(552, "5.3.4 Message too big for SMS"))
         try:
-            mail = BytesParser(policy=email.policy.default).parsebytes(b"\r\n".join(t.lines))
-            text = text_of(mail, self.context.text_from)  # type: ignore[arg-type]
+            # compat32: the modern policy parses every header into objects, which
+            # costs 1.4 ms a mail against 0.1 (measured); the few headers used are
+            # decoded by hand (header_text).
+            mail = BytesParser(policy=email.policy.compat32).parsebytes(b"\r\n".join(t.lines))
+            text = text_of(mail, self.context.text_from)
         except Exception:
             log.failure("a mail from {origin} could not be read", origin=t.origin)
             return fail(SmtpRefusal(554, "5.6.0 The mail could not be read"))

@@ -203,6 +203,9 @@ class SmtpSection:
     anonymous: bool = setting(
         False, "trusted networks: a sender address that is no user's may send too (uncharged)"
     )
+    batch_address: str = setting(
+        "", "mail to this address carries the 2sms body (id:, password:, message:); empty: off"
+    )
     text: str = setting(
         "body",
         "what becomes the SMS: body (the subject when it is empty), subject, or both",

@@ -359,6 +359,8 @@ def _smtp_channels(
         auth_without_tls=config.smtp.auth_without_tls,
         anonymous=config.smtp.anonymous,
         text_from=config.smtp.text,
+        batch_address=config.smtp.batch_address.lower(),
+        authenticate=directory.authenticate,
     )
     for description in config.smtp.listen:
         _listen(root, reactor, description, SmtpFactory(context))

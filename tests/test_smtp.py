@@ -24,7 +24,7 @@ from twisted.internet import defer, threads
 from twisted.internet import reactor as global_reactor
 from twisted.trial import unittest
 
-from smsd.channels.smtp import AddressError, clean, parse_recipient, text_of
+from smsd.channels.smtp import AddressError, clean, parse_batch, parse_recipient, text_of
 from smsd.config import load
 from smsd.core.submit import Refused
 from smsd.core.users import hash_password
@@ -274,10 +274,11 @@ class RefusalTests(SmtpCase):
 class SenderTests(SmtpCase):
     async def test_from_trusted_networks_the_sender_must_be_a_user(self) -> None:
         root = await self.start("")
-        with self.assertRaises(smtplib.SMTPSenderRefused) as e:
+        with self.assertRaises(smtplib.SMTPRecipientsRefused) as e:
             await self.send(mail([f"{ALICE}@sms.example.org"]))
-        self.assertEqual(e.exception.smtp_code, 550)
-        self.assertIn(b"no smsd user", e.exception.smtp_error)
+        [(code, words)] = e.exception.recipients.values()
+        self.assertEqual(code, 550)
+        self.assertIn(b"no smsd user", words)
         await root.store.add_user(User("alice", emails=("Alice@Example.org",)))
         self.assertEqual(await self.send(mail([f"{ALICE}@sms.example.org"], "now")), {})
         [m] = await self.last_messages(1)
@@ -318,6 +319,52 @@ class SenderTests(SmtpCase):
 
         before, starttls, after = await threads.deferToThread(run)
         self.assertEqual((before, starttls, after), (False, True, True))
+
+
+class BatchTests(SmtpCase):
+    """The 2sms body, mailed to [smtp] batch_address."""
+
+    BODY = (
+        "id: bob\npassword: s3cret\nmessage: Fire drill at 10:00,\nplease leave by the"
+        " stairs\n+15551234567\n(555) 765-4321\nend\n-- \nFacilities"
+    )
+
+    async def start_batch(self) -> Smsd:
+        root = await self.start('batch_address = "SMS@sms.example.org"')
+        await root.store.add_user(User("bob", password_hash=hash_password("s3cret")))
+        return root
+
+    async def test_batch_body_to_two_numbers_as_the_user(self) -> None:
+        root = await self.start_batch()
+        refused = await self.send(mail([], self.BODY), to=["sms@sms.example.org"])
+        self.assertEqual(refused, {})
+        messages = await self.last_messages(2)
+        self.assertEqual(sorted(m["recipient"] for m in messages), [ALICE, "+15557654321"])
+        self.assertEqual(
+            {m["text"] for m in messages}, {"Fire drill at 10:00,\nplease leave by the stairs"}
+        )
+        self.assertEqual({m["user"] for m in messages}, {"bob"})
+        del root
+
+    async def test_batch_wrong_password_and_bad_lines(self) -> None:
+        await self.start_batch()
+        for body, code, words in [
+            (self.BODY.replace("s3cret", "guess"), 550, b"5.7.8 wrong id or password"),
+            (self.BODY.replace("\nend", ""), 554, b"no end line"),
+            (self.BODY.replace("(555) 765-4321", "Mr Smith"), 554, b"is no phone number"),
+            ("message: hi\n+15551234567\nend", 554, b"missing id:, password:"),
+        ]:
+            with self.assertRaises(smtplib.SMTPDataError) as e:
+                await self.send(mail([], body), to=["sms@sms.example.org"])
+            self.assertEqual(e.exception.smtp_code, code, body)
+            self.assertIn(words, e.exception.smtp_error)
+        await self.last_messages(0)
+
+    def test_parse_batch(self) -> None:
+        b = parse_batch("id: a\npassword: b\nmessage:\nline one\nline two\n\n12345\nend")
+        self.assertEqual(
+            (b.user, b.password, b.text, b.numbers), ("a", "b", "line one\nline two", ("12345",))
+        )
 
 
 class SwaksTests(SmtpCase):

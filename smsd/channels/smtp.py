@@ -38,7 +38,7 @@ from typing import Any
 import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.mail import smtp
@@ -202,6 +202,63 @@ def text_of(mail: Message, text_from: str = "body") -> str:
 
 
 @attrs.frozen
+class Batch:
+    """The 2sms body: who sends (``id``, ``password``), what, and to which numbers."""
+
+    user: str
+    password: str
+    text: str
+    numbers: tuple[str, ...]
+
+
+def parse_batch(body: str) -> Batch:
+    """``id:`` / ``password:`` / ``message:`` (the text, on as many lines as it takes),
+    then one number a line, then ``end``; AddressError (the words of a 554) if not."""
+    fields: dict[str, str] = {}
+    text: list[str] = []
+    numbers: list[str] = []
+    part = "head"
+    for n, raw in enumerate(body.replace("\r\n", "\n").split("\n"), 1):
+        line = raw.strip()
+        key, sep, value = line.partition(":")
+        if part == "head":
+            if not line:
+                continue
+            if not sep or key.lower() not in ("id", "password", "message"):
+                raise AddressError(f"line {n}: expected id:, password: or message:")
+            fields[key.lower()] = value.strip()
+            if key.lower() == "message":
+                part = "text"
+                if value.strip():
+                    text.append(value.strip())
+        elif line.lower() == "end":
+            part = "end"
+            break
+        elif part == "text" and not _looks_like_number(line):
+            text.append(line)
+        elif line:
+            if not _looks_like_number(line):
+                raise AddressError(f"line {n}: {line[:40]!r} is no phone number")
+            part = "numbers"
+            numbers.append(line)
+    missing = [k for k in ("id", "password", "message") if k not in fields]
+    if missing:
+        raise AddressError(f"missing {', '.join(m + ':' for m in missing)}")
+    if part != "end":
+        raise AddressError("no end line after the numbers")
+    if not numbers:
+        raise AddressError("no numbers between the message and end")
+    message = "\n".join(text).strip()
+    if not message:
+        raise AddressError("the message is empty")
+    return Batch(fields["id"], fields["password"], message, tuple(numbers))
+
+
+def _looks_like_number(line: str) -> bool:
+    return bool(re.fullmatch(r"\+?[\d\s\-./()]{3,30}", line)) and any(c.isdigit() for c in line)
+
+
+@attrs.frozen
 class SmtpContext:
     """What the SMTP channel needs from the rest of smsd (handed in by service.py)."""
 
@@ -219,6 +276,8 @@ class SmtpContext:
     tls: Any = None  # an OpenSSL context factory for STARTTLS; None: no STARTTLS
     auth_without_tls: bool = False
     anonymous: bool = False  # trusted networks: a sender who is no user may send (uncharged)
+    batch_address: str = ""  # mail to it carries the 2sms body; "": off
+    authenticate: Callable[[str, str], Deferred[User]] | None = None
     text_from: str = "body"  # "body" (the subject if it is empty), "subject" or "both"
 
     def is_trusted(self, host: str) -> bool:
@@ -237,6 +296,8 @@ class _Transaction:
     def __init__(self, origin: str) -> None:
         self.origin = origin
         self.user: User | None = None  # who sends, when the sender address is a user's
+        self.batch = False  # sent to the batch address: the body says who and to whom
+        self.stranger = False  # the sender is no user's address (and anonymous is off)
         self.recipients: list[Recipient] = []
         self.lines: list[bytes] = []
         self.size = 0
@@ -321,15 +382,15 @@ class MailToSms:
         if not self.trusted:
             raise smtp.SMTPServerError(530, "5.7.0 Authentication required")
         self.transaction = _Transaction(address)
-        if not address and self.context.anonymous:
-            return origin
         transaction = self.transaction
+        if not address:
+            transaction.stranger = not self.context.anonymous
+            return origin
 
         def found(user: User | None) -> smtp.Address:
-            if user is None and not self.context.anonymous:
-                raise smtp.SMTPBadSender(
-                    origin, 550, f"5.7.1 {address} is no smsd user's address: who would pay?"
-                )
+            # A stranger may still mail the batch address (its body names the user),
+            # so the refusal waits for the recipients.
+            transaction.stranger = user is None and not self.context.anonymous
             if user is not None:
                 problem = account_problem(user)
                 if problem is not None:
@@ -346,6 +407,15 @@ class MailToSms:
         if len(t.recipients) >= self.context.max_recipients:
             raise smtp.SMTPBadRcpt(user, 452, "4.5.3 Too many recipients")
         address = user.dest
+        if self.context.batch_address and str(address).lower() == self.context.batch_address:
+            first = not t.recipients and not t.batch
+            t.batch = True
+            return lambda: _Message(self, t, first)
+        if t.stranger:
+            who = t.origin or "the null sender"
+            raise smtp.SMTPBadRcpt(
+                user, 550, f"5.7.1 {who} is no smsd user's address: who would pay?"
+            )
         try:
             recipient = parse_recipient(
                 address.local.decode("utf-8", "replace"),
@@ -357,7 +427,7 @@ class MailToSms:
             if e.relay:
                 raise smtp.SMTPBadRcpt(user, 550, f"5.7.1 {e}") from None
             raise smtp.SMTPBadRcpt(user, 553, f"5.1.3 {e}") from None
-        first = not t.recipients
+        first = not t.recipients and not t.batch
         t.recipients.append(recipient)
         return lambda: _Message(self, t, first)
 
@@ -374,6 +444,8 @@ class MailToSms:
         except Exception:
             log.failure("a mail from {origin} could not be read", origin=t.origin)
             return fail(SmtpRefusal(554, "5.6.0 The mail could not be read"))
+        if t.batch:
+            return ensureDeferred(self._batch(t, mail))
         if not text:
             return fail(SmtpRefusal(554, "5.6.0 No text: the body and the subject are empty"))
         numbers_ = tuple(dict.fromkeys(r.number for r in t.recipients))
@@ -391,6 +463,42 @@ class MailToSms:
             sub, t.user, maxmsgs=maxmsgs, truncate=self.context.truncate
         )
         return d.addErrback(_refusal)
+
+    async def _batch(self, t: _Transaction, mail: Message) -> list[Accepted]:
+        """The 2sms form: the body names the account (checked like AUTH) and the numbers."""
+        try:
+            batch = parse_batch(clean(body_text(mail)))
+            numbers_ = [
+                parse_recipient(
+                    n, self.context.domain, self.context.domain, self.context.default_country
+                ).number
+                for n in batch.numbers
+            ]
+        except AddressError as e:
+            raise SmtpRefusal(554, f"5.6.0 {e}") from None
+        numbers_ += [r.number for r in t.recipients]
+        assert self.context.authenticate is not None
+        try:
+            user = await self.context.authenticate(batch.user, batch.password)
+        except UnauthorizedLogin:
+            raise SmtpRefusal(550, "5.7.8 wrong id or password") from None
+        problem = account_problem(user)
+        if problem is not None:
+            raise SmtpRefusal(550, f"5.7.1 {user.name}: {problem}")
+        sub = Submission(
+            recipients=tuple(dict.fromkeys(numbers_)),
+            text=batch.text,
+            channel="smtp",
+            reply_to=t.origin or None,
+            origin=f"mail {str(mail.get('Message-ID', '')).strip() or '(no Message-ID)'}"
+            f" from <{t.origin}> via {self.peer}",
+        )
+        try:
+            return await self.context.submitter.submit(
+                sub, user, maxmsgs=self.context.maxmsgs, truncate=self.context.truncate
+            )
+        except Exception:
+            raise _refusal(Failure()).value from None
 
 
 class SmtpRefusal(Exception):

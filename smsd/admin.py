@@ -153,6 +153,12 @@ def user_fields(args: argparse.Namespace, base: User, site_country: str) -> dict
         )
     elif getattr(args, "no_dedicated", False):
         fields["dedicated"] = ()
+    if args.alias is not None:
+        fields["aliases"] = _unique([check_alias(a) for a in args.alias])
+    elif getattr(args, "no_aliases", False):
+        fields["aliases"] = ()
+    if args.forward is not None:
+        fields["forward"] = args.forward
     if args.sender_policy is not None:
         fields["sender_policy"] = SenderPolicy(args.sender_policy)
     if args.sender is not None:
@@ -174,8 +180,18 @@ def user_fields(args: argparse.Namespace, base: User, site_country: str) -> dict
     return fields
 
 
+def check_alias(word: str) -> str:
+    """A sort word: one word, as the first word of an SMS would be."""
+    if not word or len(word) > 40 or any(c.isspace() or c == "#" for c in word):
+        raise AdminError(f"sort word {word!r}: one word without '#', up to 40 characters", 2)
+    return word.lower()
+
+
 def check_policy(user: User) -> None:
-    """Refuse an account whose sender policy could never give a sender ID."""
+    """Refuse an account whose sender policy could never give a sender ID, or that
+    forwards to a mobile it does not have."""
+    if user.forward and not user.mobile:
+        raise AdminError("--forward needs --mobile: where would the SMS go?", 2)
     need = _POLICY_NEEDS.get(user.sender_policy)
     if need is not None and not getattr(user, need[0]):
         raise AdminError(f"sender policy {user.sender_policy.value!r} needs {need[1]}")
@@ -335,6 +351,8 @@ async def user_show(ctx: Context, args: argparse.Namespace) -> None:
         ("emails", ", ".join(user.emails) or "-"),
         ("mobile", user.mobile or "-"),
         ("dedicated", ", ".join(user.dedicated) or "-"),
+        ("sort words", ", ".join(user.aliases) or "-"),
+        ("forward", "to the mobile" if user.forward else "no"),
         ("sender policy", user.sender_policy.value),
         ("senders", ", ".join(user.senders) or "-"),
         ("monthly limit", _limit(user.monthly_limit)),
@@ -474,6 +492,25 @@ def _user_options(p: argparse.ArgumentParser, *, setting: bool) -> None:
         nargs="+",
         metavar="D",
         help="dedicated numbers: SMS to them come back to this user",
+    )
+    pair(
+        "--alias",
+        "--no-aliases",
+        action="extend",
+        nargs="+",
+        metavar="W",
+        help="sort words: an SMS that comes in starting with one is this user's",
+    )
+    forward = p.add_mutually_exclusive_group()
+    forward.add_argument(
+        "--forward",
+        dest="forward",
+        action="store_const",
+        const=True,
+        help="SMS that come in for this user go to their --mobile too",
+    )
+    forward.add_argument(
+        "--no-forward", dest="forward", action="store_const", const=False, help="do not forward"
     )
     p.add_argument(
         "--sender-policy",

@@ -167,6 +167,7 @@ class InboundSection:
     reply_window: Duration = setting(
         Duration(7 * 86400), "an answer goes to who wrote to the phone this recently; 0: off"
     )
+    owner_sort_word: bool = setting(True, "a first word that is a user's sort word chooses them")
     default_mailbox: str = setting("", "where SMS nobody owns are mailed; empty: kept unowned")
     conflict_text: str = setting(
         "Several people wrote to you from this number. Start your answer with"

@@ -153,6 +153,8 @@ class User:
     default_country: str | None = None  # for national numbers; None: the site default
     created_at: float = 0.0
     transliterate: bool | None = None  # one cheap 7-bit SMS over UCS-2; None: the site's choice
+    aliases: tuple[str, ...] = ()  # sort words: an SMS whose first word is one is this user's
+    forward: bool = False  # SMS that come in for this user go to their mobile too
 
 
 @attrs.frozen

@@ -250,6 +250,7 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
                 by_tag=i.owner_tag,
                 by_dedicated=i.owner_dedicated,
                 reply_window=i.reply_window,
+                by_sort_word=i.owner_sort_word,
                 default_mailbox=i.default_mailbox,
             ),
             expiry=i.reply_expiry,

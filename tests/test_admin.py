@@ -249,6 +249,33 @@ class UserTests(AdminCase):
         self.assertEqual(self.show("bob")["dedicated"], [])
         self.assertEqual(self.show("alice")["dedicated"], ["+15551234567"])
 
+    def test_sort_words_and_forwarding(self) -> None:
+        self.add_user("alice", "--alias", "4711", "Alice")
+        self.assertEqual(self.show("alice")["aliases"], ["4711", "alice"])
+        self.assertIn(
+            "'alice'",
+            self.fails(
+                1,
+                "user",
+                "add",
+                "bob",
+                "--password",
+                "x",
+                "--email",
+                "bob@example.org",
+                "--alias",
+                "4711",
+            ),
+        )
+        self.assertIn("needs --mobile", self.fails(2, "user", "set", "alice", "--forward"))
+        self.ok("user", "set", "alice", "--mobile", "+15553334444", "--forward")
+        self.assertEqual(self.show("alice")["forward"], True)
+        self.assertIn("one word", self.fails(2, "user", "set", "alice", "--alias", "two words"))
+        self.ok("user", "set", "alice", "--no-aliases", "--no-forward")
+        self.assertEqual(
+            (self.show("alice")["aliases"], self.show("alice")["forward"]), ([], False)
+        )
+
     def test_bad_values_name_the_problem(self) -> None:
         base = ("user", "add", "dave", "--password", "x", "--email", "dave@example.org")
         cases = [

@@ -449,3 +449,36 @@ class LoopTests(RepliesCase):
         self.assertIsNone(m["Bcc"])
         self.assertNotIn("\n", str(m["From"]))
         self.assertIn("Bcc: x@example.net", m.get_content())  # the text stays text
+
+
+class SortWordTests(RepliesCase):
+    async def test_first_word_names_the_user(self) -> None:
+        root = await self.start()
+        await root.store.add_user(
+            User("dave", emails=("dave@example.org",), aliases=("4711", "dave"))
+        )
+        first = await self.sms_from("+15551110000", "4711 please call back")
+        second = await self.sms_from("+15551110001", "Dave, the van is here")
+        for inbox_id in (first, second):
+            state = await self.settled(inbox_id, "delivered")
+            self.assertEqual((state["owner"], state["delivered_to"]), ("dave", "dave@example.org"))
+
+    async def test_forwarded_to_the_users_mobile_too(self) -> None:
+        root = await self.start()
+        await root.store.add_user(
+            User(
+                "erin",
+                emails=("erin@example.org",),
+                dedicated=("+15550002222",),
+                mobile="+15553334444",
+                forward=True,
+            )
+        )
+        inbox_id = await self.sms_from(PHONE, "are you there?", to="+15550002222")
+        await self.settled(inbox_id, "delivered")
+        await wait_for(lambda: defer.ensureDeferred(self._count(1)), what="the forwarded SMS")
+        self.assertEqual(await self.sent_texts(), [("+15553334444", f"{PHONE}: are you there?")])
+        self.assertEqual(self.server.mails[0][0], ["erin@example.org"])
+
+    async def _count(self, n: int) -> bool:
+        return len(await self.sent_texts()) >= n

@@ -177,6 +177,33 @@ class InboxDelivery(Service):
             how=owner.how,
         )
         await self.store.settle_inbound(inbound.id, "delivered", owner.user, owner.address, None)
+        await self._forward(inbound, owner)
+
+    async def _forward(self, inbound: Inbound, owner: Owner) -> None:
+        """To the owner's mobile too, if their settings say so (never a mobile's own SMS)."""
+        if owner.user is None or self.submit is None:
+            return
+        user = await self.store.get_user(owner.user)
+        if user is None or not user.forward or not user.mobile or user.mobile == inbound.sender:
+            return
+        text = owner.text if owner.text is not None else inbound.text
+        if text is None:
+            return
+        sub = Submission(
+            recipients=(user.mobile,),
+            text=f"{inbound.sender}: {text}",
+            channel="smtp",
+            origin=f"inbound SMS {inbound.id} forwarded to {user.name}'s mobile",
+        )
+        try:
+            await self.submit(sub, None)
+        except Exception as e:
+            log.warn(
+                "inbound SMS {id} not forwarded to {user}'s mobile: {why}",
+                id=inbound.id,
+                user=user.name,
+                why=str(e),
+            )
 
     async def _later(self, inbound: Inbound, owner: Owner, f: Failure, now: float) -> None:
         assert inbound.id is not None

@@ -7,10 +7,9 @@
 3. Reply tracking: who wrote to this phone within ``reply_window``. Exactly
    one mail address (or user): theirs, as an answer to their mail. Several:
    nobody's yet; the phone is asked to choose with a tag (``conflict_text``).
-4. ``default_mailbox``, if one is set.
-
-Sort words (the first word of the text naming an extension or a person) come
-with the address book.
+4. A sort word: the first word of the text is one of a user's (``smsd-admin
+   user set alice --alias 4711 alice``): an extension, a name.
+5. ``default_mailbox``, if one is set.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ _MAIL_ID = re.compile(r"^mail (<[^<>\s]+>) from ")
 class Owner:
     address: str  # where the mail goes
     user: str | None  # the smsd user, when one is known
-    how: str  # "tag", "dedicated", "reply", "default": for the log and the inbox
+    how: str  # "tag", "dedicated", "reply", "sort word", "default": for the log
     thread: str | None = None  # Message-ID of the mail it answers (In-Reply-To)
     text: str | None = None  # the text without the tag, when a tag chose
 
@@ -48,6 +47,7 @@ class OwnerSettings:
     by_tag: bool = True
     by_dedicated: bool = True
     reply_window: float = 7 * 86400.0  # 0: no reply tracking
+    by_sort_word: bool = True
     default_mailbox: str = ""
 
 
@@ -94,6 +94,12 @@ async def find_owner(
             return Owner(address, user, "reply", thread=thread)
         if len(found) > 1:
             return Conflict(tuple(address for address, _, _ in found.values()))
+    if settings.by_sort_word and (words := text.split(maxsplit=1)):
+        user = await store.alias_owner(words[0].strip(".,:;!?").lower())
+        if user is not None:
+            record = await store.get_user(user)
+            if record is not None and record.emails:
+                return Owner(record.emails[0], user, "sort word")
     if settings.default_mailbox:
         return Owner(settings.default_mailbox, None, "default")
     return None

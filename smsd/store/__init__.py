@@ -35,7 +35,7 @@ class NoSuchUser(StoreError):
 
 
 class NumberTaken(StoreError):
-    pass
+    """A dedicated number, or a sort word, that belongs to another user already."""
 
 
 @attrs.frozen

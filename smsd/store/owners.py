@@ -69,6 +69,11 @@ def dedicated_owner(conn: sqlite3.Connection, number: str) -> str | None:
     return None if row is None else row[0]
 
 
+def alias_owner(conn: sqlite3.Connection, word: str) -> str | None:
+    row = conn.execute("SELECT user FROM aliases WHERE word = ?", (word,)).fetchone()
+    return None if row is None else row[0]
+
+
 def user_by_email(conn: sqlite3.Connection, address: str) -> str | None:
     row = conn.execute(
         "SELECT users.name FROM users, json_each(users.emails)"

@@ -147,6 +147,15 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 6: mail-submitted messages whose sender was told of a delay
     ["ALTER TABLE messages ADD COLUMN warned INTEGER NOT NULL DEFAULT 0"],
+    # 7: sort words (an SMS whose first word is one belongs to its user) and
+    # forwarding of a user's inbound SMS to their mobile
+    [
+        """CREATE TABLE aliases (
+            word TEXT PRIMARY KEY COLLATE NOCASE,
+            user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE
+        )""",
+        "ALTER TABLE users ADD COLUMN forward INTEGER NOT NULL DEFAULT 0",
+    ],
 ]
 
 VERSION = len(MIGRATIONS)

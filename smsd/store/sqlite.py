@@ -226,6 +226,9 @@ class SQLiteStore:
     def user_by_email(self, address: str) -> Deferred[str | None]:
         return self._reader.run(owners.user_by_email, address)
 
+    def alias_owner(self, word: str) -> Deferred[str | None]:
+        return self._reader.run(owners.alias_owner, word)
+
     def inbox_state(self, inbox_id: int) -> Deferred[dict[str, Any] | None]:
         return self._reader.run(owners.inbox_state, inbox_id)
 
@@ -921,7 +924,7 @@ def _list_inbound(
 
 _USER_COLUMNS = (
     "name, password_hash, emails, mobile, sender_policy, senders, monthly_limit, expires,"
-    " active, default_country, created_at, transliterate"
+    " active, default_country, created_at, transliterate, forward"
 )
 
 
@@ -939,6 +942,7 @@ def _user_row(u: User) -> tuple[Any, ...]:
         u.default_country,
         u.created_at,
         None if u.transliterate is None else int(u.transliterate),
+        int(u.forward),
     )
 
 
@@ -953,14 +957,24 @@ def _set_dedicated(conn: sqlite3.Connection, u: User) -> None:
         conn.execute("INSERT INTO dedicated_numbers (number, user) VALUES (?, ?)", (number, u.name))
 
 
+def _set_aliases(conn: sqlite3.Connection, u: User) -> None:
+    conn.execute("DELETE FROM aliases WHERE user = ?", (u.name,))
+    for word in dict.fromkeys(w.lower() for w in u.aliases):
+        owner = conn.execute("SELECT user FROM aliases WHERE word = ?", (word,)).fetchone()
+        if owner is not None:
+            raise NumberTaken(f"sort word {word!r} belongs to user {owner[0]!r}")
+        conn.execute("INSERT INTO aliases (word, user) VALUES (?, ?)", (word, u.name))
+
+
 def _add_user(conn: sqlite3.Connection, u: User) -> None:
     try:
         conn.execute(
-            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 12)})", _user_row(u)
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 13)})", _user_row(u)
         )
     except sqlite3.IntegrityError:
         raise UserExists(f"user {u.name!r} exists already") from None
     _set_dedicated(conn, u)
+    _set_aliases(conn, u)
 
 
 def _update_user(conn: sqlite3.Connection, u: User) -> None:
@@ -968,12 +982,13 @@ def _update_user(conn: sqlite3.Connection, u: User) -> None:
     cur = conn.execute(
         "UPDATE users SET password_hash = ?, emails = ?, mobile = ?, sender_policy = ?,"
         " senders = ?, monthly_limit = ?, expires = ?, active = ?, default_country = ?,"
-        " transliterate = ? WHERE name = ?",
-        (*row[1:10], row[11], u.name),
+        " transliterate = ?, forward = ? WHERE name = ?",
+        (*row[1:10], row[11], row[12], u.name),
     )
     if cur.rowcount == 0:
         raise NoSuchUser(f"no user {u.name!r}")
     _set_dedicated(conn, u)
+    _set_aliases(conn, u)
 
 
 def _delete_user(conn: sqlite3.Connection, name: str) -> None:
@@ -1002,7 +1017,14 @@ def _make_user(conn: sqlite3.Connection, r: tuple[Any, ...]) -> User:
         default_country=r[9],
         created_at=r[10],
         transliterate=None if r[11] is None else bool(r[11]),
+        forward=bool(r[12]),
         dedicated=dedicated,
+        aliases=tuple(
+            w
+            for (w,) in conn.execute(
+                "SELECT word FROM aliases WHERE user = ? ORDER BY rowid", (r[0],)
+            )
+        ),
     )
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shutil
 import stat
 import sys
+import tempfile
 from typing import Any
 
 from gsmmodem.pdu import decodeSmsPdu, encodeSmsSubmitPdu
@@ -87,11 +89,19 @@ def submit_pdus(number: str, text: str, **kwargs: Any) -> list[tuple[str, int]]:
     return [(str(p), p.tpduLength) for p in encodeSmsSubmitPdu(number, text, **kwargs)]
 
 
+def temporary_directory(case: unittest.TestCase) -> str:
+    """Outside the checkout (trial's mktemp is below the working directory, where a
+    device link left behind would be copied by the packaging test), removed after."""
+    directory = tempfile.mkdtemp(prefix="fakemodem-")
+    case.addCleanup(shutil.rmtree, directory, True)
+    return directory
+
+
 class ModemTestCase(unittest.TestCase):
     timeout = 20
 
     def modem(self, **options: Any) -> FakeModem:
-        modem = FakeModem(reactor, self.mktemp(), **options)
+        modem = FakeModem(reactor, temporary_directory(self), **options)
         self.addCleanup(modem.close)
         return modem
 
@@ -834,8 +844,7 @@ class StandaloneTests(unittest.TestCase):
     timeout = 20
 
     async def test_main_prints_the_device_and_serves_it(self) -> None:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        directory = temporary_directory(self)
         link = os.path.join(directory, "ttyFAKE9")
         out = bytearray()
         ended: Deferred[Any] = Deferred()

@@ -44,7 +44,8 @@ class WheelTests(unittest.TestCase):
         shutil.copytree(
             ROOT, source,
             ignore=shutil.ignore_patterns(".venv", ".git", "smsd-data", "build", "*.egg-info",
-                                          "__pycache__", ".pytest_cache", ".hypothesis"),
+                                          "__pycache__", ".pytest_cache", ".hypothesis",
+                                          "_trial_temp*", "tests.test_*"),
         )  # fmt: skip
         run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
             "-w", str(cls.dir / "dist"), str(source))  # fmt: skip

@@ -194,6 +194,10 @@ class SmtpSection:
     relay: str = setting(
         "", "host:port of the mail server for alerts; empty: a Maildir in data_dir", _relay
     )
+    relay_user: str = setting("", "account on the relay (AUTH); empty: none")
+    relay_password: str = setting("", "its password (never logged)")
+    relay_tls: bool = setting(False, "require STARTTLS with the relay (else used when offered)")
+    relay_ca: str = setting("", "PEM file of the CA that signed the relay's certificate")
     maxmsgs: int = setting(10, "default most SMS parts a mail may take", _between(1, 128))
     truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 550)")
     max_recipients: int = setting(100, "most numbers in one mail", _between(1, 100_000))

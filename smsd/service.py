@@ -46,6 +46,7 @@ from smsd.mailout import MailOut
 from smsd.model import Inbound, InboundPart, Report, User
 from smsd.store import Change, StoreError, open_store
 from smsd.store.schema import SchemaTooNew
+from smsd.tls import load_trust_root
 from smsd.traffic import TrafficLog
 from smsd.workers import WorkerPool
 
@@ -201,7 +202,15 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     root.receiver = receiver
     events = CoreEvents(reports, receiver)
     root.closers.insert(0, reports.flush)
-    mail = MailOut(reactor, relay=config.smtp.relay, maildirs=resolve(config, "mail"))
+    mail = MailOut(
+        reactor,
+        relay=config.smtp.relay,
+        maildirs=resolve(config, "mail"),
+        user=config.smtp.relay_user,
+        password=config.smtp.relay_password,
+        require_tls=config.smtp.relay_tls,
+        trust_root=_relay_trust(config),
+    )
     if config.smsd.admin_email:
         alerts = Alerts(reactor, to=config.smsd.admin_email, domain=config.smsd.domain, mail=mail)
         events.on_health.append(alerts.health_changed)
@@ -365,6 +374,15 @@ def _smtp_channels(
     )
     for description in config.smtp.listen:
         _listen(root, reactor, description, SmtpFactory(context))
+
+
+def _relay_trust(config: Config) -> Any:
+    if not config.smtp.relay_ca:
+        return None
+    try:
+        return load_trust_root(resolve(config, config.smtp.relay_ca))
+    except ValueError as e:
+        raise ConfigError(f"{config.path}: smtp.relay_ca: {e}") from None
 
 
 def _tls_options(config: Config) -> Any:

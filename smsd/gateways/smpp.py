@@ -42,6 +42,7 @@ from smsd import numbers
 from smsd.configschema import ConfigError, Duration, setting
 from smsd.gateways.base import Gateway, GatewayEvents, Health
 from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State
+from smsd.tls import load_trust_root
 
 log = Logger()
 
@@ -848,25 +849,6 @@ def _tls_failure(reason: Failure) -> str | None:
         return None
     words = [str(e[-1]) for e in reason.value.args[0] if isinstance(e, tuple) and e]
     return "; ".join(w for w in words if w) or "no reason given"
-
-
-def load_trust_root(path: str) -> Any:
-    """The CA certificates of a PEM file, as a trust root for TLS; ValueError says why not."""
-    from cryptography.x509 import load_pem_x509_certificates
-    from OpenSSL.crypto import X509
-
-    try:
-        with open(path, "rb") as f:
-            pem = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        certificates = load_pem_x509_certificates(pem)
-    except ValueError:  # cryptography's words point to its FAQ, not to the file
-        raise ValueError(f"{path} holds no valid PEM certificate") from None
-    return ssl.trustRootFromCertificates(
-        [ssl.Certificate(X509.from_cryptography(c)) for c in certificates]
-    )
 
 
 def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> SmppGateway:

@@ -50,6 +50,15 @@ def need(program: str) -> str:
     return path
 
 
+def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """swaks (Debian) against 127.0.0.1:``port``; blocking: tests run it in a thread.
+
+    POSIXLY_CORRECT: Perl's option parser otherwise takes "+1555..." for an option."""
+    command = [need("swaks"), "--server", f"127.0.0.1:{port}", *args]
+    env = {**os.environ, "POSIXLY_CORRECT": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, env=env)
+
+
 class SmsdProcess:
     """One smsd daemon; ``config`` is TOML text (``{port}`` is replaced)."""
 

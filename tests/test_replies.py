@@ -16,7 +16,6 @@ import os
 import shutil
 import smtplib
 import socket
-import subprocess
 import tempfile
 from email.message import EmailMessage
 from typing import Any
@@ -31,6 +30,7 @@ from smsd.config import load
 from smsd.model import Inbound, SenderPolicy, User
 from smsd.service import Smsd, make_service
 from tests.fakes import sleep, wait_for
+from tests.process import swaks
 
 reactor: Any = global_reactor
 
@@ -387,10 +387,9 @@ class LoopTests(RepliesCase):
                 sender_policy=SenderPolicy.DEDICATED,
             )
         )
-        command = [
-            "swaks",
-            "--server",
-            f"127.0.0.1:{self.port}",
+        done = await threads.deferToThread(
+            swaks,
+            self.port,
             "--from",
             "alice@example.org",
             f"--to={PHONE}@sms.example.org",
@@ -399,10 +398,6 @@ class LoopTests(RepliesCase):
             "--header",
             "Subject: dinner",
             "--body=Dinner at 8?",
-        ]
-        env = {**os.environ, "POSIXLY_CORRECT": "1"}
-        done = await threads.deferToThread(
-            subprocess.run, command, capture_output=True, text=True, timeout=20, env=env
         )
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         first = await root.store.get_message(1)

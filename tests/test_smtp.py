@@ -30,7 +30,9 @@ from smsd.core.submit import Refused
 from smsd.core.users import hash_password
 from smsd.model import User
 from smsd.service import Smsd, make_service
+from tests.certs import self_signed
 from tests.fakes import wait_for
+from tests.process import swaks
 
 reactor: Any = global_reactor
 
@@ -373,19 +375,8 @@ class SwaksTests(SmtpCase):
     (Perl's option parser takes a leading "+" for an option unless POSIXLY_CORRECT.)"""
 
     def swaks(self, *args: str) -> defer.Deferred[subprocess.CompletedProcess[str]]:
-        command = [
-            "swaks",
-            "--server",
-            f"127.0.0.1:{self.port}",
-            "--from",
-            "ops@example.org",
-            "--helo",
-            "monitor.example.org",
-            *args,
-        ]
-        env = {**os.environ, "POSIXLY_CORRECT": "1"}  # "+1555..." is no option
         return threads.deferToThread(
-            subprocess.run, command, capture_output=True, text=True, timeout=20, env=env
+            swaks, self.port, "--from", "ops@example.org", "--helo", "monitor.example.org", *args
         )
 
     async def test_swaks_pages_a_phone(self) -> None:
@@ -425,43 +416,6 @@ class ParseTests(unittest.SynchronousTestCase):
         ]:
             with self.assertRaises(AddressError):
                 p(bad, domain)
-
-
-def self_signed(directory: str, name: str = "sms.example.org") -> tuple[str, str]:
-    """A certificate and key for STARTTLS, made here with cryptography."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
-    with open(cert_path, "wb") as f:
-        f.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_path, "wb") as f:
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    return cert_path, key_path
 
 
 class AuthTests(SmtpCase):
@@ -534,10 +488,9 @@ class AuthTests(SmtpCase):
 
     async def test_swaks_with_tls_and_auth(self) -> None:
         root = await self.start_with_tls()
-        command = [
-            "swaks",
-            "--server",
-            f"127.0.0.1:{self.port}",
+        done = await threads.deferToThread(
+            swaks,
+            self.port,
             "--local-interface",
             "127.0.0.2",
             "--from",
@@ -551,10 +504,6 @@ class AuthTests(SmtpCase):
             "--auth-password",
             "s3cret",
             "--body=via swaks",
-        ]
-        env = {**os.environ, "POSIXLY_CORRECT": "1"}
-        done = await threads.deferToThread(
-            subprocess.run, command, capture_output=True, text=True, timeout=20, env=env
         )
         self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
         m = await root.store.get_message(1)

@@ -11,24 +11,31 @@ from typing import Any
 
 from smsd.model import Inbound
 
+INBOX_COLUMNS = "id, received_at, gateway, sender, recipient, text, data, encoding, parts"
+
+
+def inbound_of(r: tuple[Any, ...]) -> Inbound:
+    """An inbox row (``INBOX_COLUMNS``) as the record gateways and channels use."""
+    return Inbound(
+        id=r[0],
+        received_at=r[1],
+        gateway=r[2],
+        sender=r[3],
+        recipient=r[4],
+        text=r[5],
+        data=r[6],
+        encoding=r[7],
+        parts=r[8],
+    )
+
 
 def due_inbound(conn: sqlite3.Connection, now: float, limit: int) -> list[Inbound]:
     """Inbound SMS not yet handed to anyone whose next try is due, oldest first."""
     return [
-        Inbound(
-            id=r[0],
-            received_at=r[1],
-            gateway=r[2],
-            sender=r[3],
-            recipient=r[4],
-            text=r[5],
-            data=r[6],
-            encoding=r[7],
-            parts=r[8],
-        )
+        inbound_of(r)
         for r in conn.execute(
-            "SELECT id, received_at, gateway, sender, recipient, text, data, encoding, parts"
-            " FROM inbox WHERE state = 'new' AND next_try <= ? ORDER BY id LIMIT ?",
+            f"SELECT {INBOX_COLUMNS} FROM inbox WHERE state = 'new' AND next_try <= ?"
+            " ORDER BY id LIMIT ?",
             (now, limit),
         )
     ]

@@ -903,20 +903,9 @@ def _list_inbound(
         where += f" AND recipient IN ({','.join('?' * len(recipients))})"
         args += recipients
     return [
-        Inbound(
-            id=r[0],
-            received_at=r[1],
-            gateway=r[2],
-            sender=r[3],
-            recipient=r[4],
-            text=r[5],
-            data=r[6],
-            encoding=r[7],
-            parts=r[8],
-        )
+        owners.inbound_of(r)
         for r in conn.execute(
-            "SELECT id, received_at, gateway, sender, recipient, text, data, encoding, parts"
-            f" FROM inbox WHERE {where} ORDER BY id LIMIT ?",
+            f"SELECT {owners.INBOX_COLUMNS} FROM inbox WHERE {where} ORDER BY id LIMIT ?",
             (*args, limit),
         )
     ]

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 import phonenumbers
 
-from smsd.configschema import ConfigError, Duration, build, key_name, setting
+from smsd.configschema import ConfigError, Duration, between, build, key_name, one_of, setting
 
 __all__ = ["Config", "ConfigError", "load"]
 
@@ -67,22 +67,6 @@ def _prefixes(value: list[str]) -> None:
             )
 
 
-def _between(lo: float, hi: float) -> Any:
-    def check(value: float) -> None:
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo:g} and {hi:g}, got {value!r}")
-
-    return check
-
-
-def _one_of(*choices: str) -> Any:
-    def check(value: str) -> None:
-        if value not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
-
-    return check
-
-
 @attrs.frozen
 class SmsdSection:
     domain: str = setting("sms.example.org", "mail and XMPP addresses are +1555...@domain")
@@ -116,9 +100,9 @@ class StoreSection:
     synchronous: str = setting(
         "full",
         "SQLite fsync policy: full survives power loss, normal only a crash",
-        _one_of("full", "normal"),
+        one_of("full", "normal"),
     )
-    batch: int = setting(512, "most operations in one commit", _between(1, 100_000))
+    batch: int = setting(512, "most operations in one commit", between(1, 100_000))
 
 
 @attrs.frozen
@@ -131,24 +115,24 @@ class TextSection:
 
 @attrs.frozen
 class DispatchSection:
-    batch: int = setting(256, "messages claimed from the store at a time", _between(1, 10_000))
+    batch: int = setting(256, "messages claimed from the store at a time", between(1, 10_000))
     validity: Duration = setting(
-        Duration(5 * 86400), "how long a message may wait before it expires", _between(1, 1e9)
+        Duration(5 * 86400), "how long a message may wait before it expires", between(1, 1e9)
     )
     retry_min: Duration = setting(
-        Duration(10), "first retry delay after a temporary error", _between(0.01, 1e7)
+        Duration(10), "first retry delay after a temporary error", between(0.01, 1e7)
     )
     retry_max: Duration = setting(
-        Duration(3600), "longest retry delay (doubles up to this)", _between(0.01, 1e7)
+        Duration(3600), "longest retry delay (doubles up to this)", between(0.01, 1e7)
     )
     max_attempts: int = setting(
-        0, "give up after this many attempts; 0: until it expires", _between(0, 1_000_000)
+        0, "give up after this many attempts; 0: until it expires", between(0, 1_000_000)
     )
     lease: Duration = setting(
-        Duration(300), "a claimed message returns to the queue after this", _between(5, 1e6)
+        Duration(300), "a claimed message returns to the queue after this", between(5, 1e6)
     )
     poll: Duration = setting(
-        Duration(1), "how often to look for work submitted elsewhere", _between(0.01, 3600)
+        Duration(1), "how often to look for work submitted elsewhere", between(0.01, 3600)
     )
     purge_after: Duration = setting(
         Duration(90 * 86400), "delete finished messages this long after; 0: keep"
@@ -160,7 +144,7 @@ class InboundSection:
     reassembly_timeout: Duration = setting(
         Duration(600),
         "parts of a long SMS whose siblings never come are stored one by one after this",
-        _between(1, 7 * 86400),
+        between(1, 7 * 86400),
     )
     owner_tag: bool = setting(True, "#user@example.org# in the text chooses whose SMS it is")
     owner_dedicated: bool = setting(True, "an SMS to a dedicated number is that user's")
@@ -198,10 +182,10 @@ class SmtpSection:
     relay_password: str = setting("", "its password (never logged)")
     relay_tls: bool = setting(False, "require STARTTLS with the relay (else used when offered)")
     relay_ca: str = setting("", "PEM file of the CA that signed the relay's certificate")
-    maxmsgs: int = setting(10, "default most SMS parts a mail may take", _between(1, 128))
+    maxmsgs: int = setting(10, "default most SMS parts a mail may take", between(1, 128))
     truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 550)")
-    max_recipients: int = setting(100, "most numbers in one mail", _between(1, 100_000))
-    max_size: int = setting(1_048_576, "largest mail in bytes", _between(1024, 1 << 30))
+    max_recipients: int = setting(100, "most numbers in one mail", between(1, 100_000))
+    max_size: int = setting(1_048_576, "largest mail in bytes", between(1024, 1 << 30))
     tls_cert: str = setting("", "PEM certificate (and chain) for STARTTLS; empty: no STARTTLS")
     tls_key: str = setting("", "PEM private key for STARTTLS; empty: in tls_cert")
     auth_without_tls: bool = setting(False, "allow AUTH before STARTTLS (passwords in the clear)")
@@ -214,7 +198,7 @@ class SmtpSection:
     text: str = setting(
         "body",
         "what becomes the SMS: body (the subject when it is empty), subject, or both",
-        _one_of("body", "subject", "both"),
+        one_of("body", "subject", "both"),
     )
     delay_warning: Duration = setting(
         Duration(4 * 3600), "tell a mail's sender when its SMS is not sent after this; 0: never"
@@ -228,23 +212,23 @@ class HttpSection:
         doc="Twisted endpoints; ssl:443:privateKey=...:certKey=...",
         check=_endpoints,
     )
-    maxmsgs: int = setting(10, "default most SMS parts a message may take", _between(1, 128))
+    maxmsgs: int = setting(10, "default most SMS parts a message may take", between(1, 128))
     truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 400)")
-    max_recipients: int = setting(100, "most numbers in one request", _between(1, 100_000))
-    max_body: int = setting(1_048_576, "largest request body in bytes", _between(1024, 1 << 30))
+    max_recipients: int = setting(100, "most numbers in one request", between(1, 100_000))
+    max_body: int = setting(1_048_576, "largest request body in bytes", between(1024, 1 << 30))
     realm: str = setting("smsd", "HTTP Basic realm")
     idle_timeout: Duration = setting(
-        Duration(300), "close keep-alive connections silent for this long", _between(1, 86400)
+        Duration(300), "close keep-alive connections silent for this long", between(1, 86400)
     )
     callback_timeout: Duration = setting(Duration(10), "timeout of one status callback POST")
     callback_attempts: int = setting(
-        5, "tries of a status callback before giving up", _between(1, 100)
+        5, "tries of a status callback before giving up", between(1, 100)
     )
     workers: int = setting(
         0,
         "processes that serve HTTP beside the main one, which commits what they take;"
         " 0: the main process serves HTTP itself",
-        _between(0, 64),
+        between(0, 64),
     )
 
 
@@ -256,13 +240,13 @@ class GatewaySection:
     type: str = setting(doc="loopback, modem or smpp")
     enabled: bool = setting(True, "false keeps it configured but out of the pool")
     throughput: float = setting(
-        0.0, "SMS parts per second at most; 0: no limit", _between(0, 1_000_000)
+        0.0, "SMS parts per second at most; 0: no limit", between(0, 1_000_000)
     )
-    window: int = setting(10, "messages in flight at once", _between(1, 100_000))
-    weight: int = setting(1, "share of traffic against the other candidates", _between(1, 1000))
+    window: int = setting(10, "messages in flight at once", between(1, 100_000))
+    weight: int = setting(1, "share of traffic against the other candidates", between(1, 1000))
     sender: str = setting("", "sender ID for users whose policy is 'device'")
     max_failures: int = setting(
-        5, "temporary errors in a row that take it out of the pool", _between(1, 10_000)
+        5, "temporary errors in a row that take it out of the pool", between(1, 10_000)
     )
     down_for: Duration = setting(Duration(30), "how long it stays out before a new try")
     send_timeout: Duration = setting(

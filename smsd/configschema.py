@@ -60,6 +60,26 @@ def setting(
     return attrs.field(default=default, metadata=metadata)
 
 
+def between(lo: float, hi: float) -> Any:
+    """A check for a setting: a number from ``lo`` to ``hi``."""
+
+    def check(value: float) -> None:
+        if not lo <= value <= hi:
+            raise ValueError(f"must be between {lo:g} and {hi:g}, got {value!r}")
+
+    return check
+
+
+def one_of(*choices: str) -> Any:
+    """A check for a setting: one of these words."""
+
+    def check(value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
 def _plural(tp: Any) -> str:
     names = {str: "strings", int: "integers", float: "numbers", bool: "true/false values"}
     return names.get(tp, "tables" if attrs.has(tp) else _type_name(tp))

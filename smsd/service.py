@@ -9,7 +9,6 @@ finishes what is in flight, gateways close, then the store.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import os
 import sqlite3
 import sys
@@ -32,6 +31,7 @@ from smsd.channels.dsn import MailReports
 from smsd.channels.http import HttpContext, HttpError, make_site
 from smsd.channels.replies import InboxDelivery, ReplySettings
 from smsd.channels.smtp import SmtpContext, SmtpFactory
+from smsd.channels.trust import networks
 from smsd.config import Config, ConfigError, gateway_module, load, resolve
 from smsd.core.dispatch import Dispatcher
 from smsd.core.inbound import Receiver
@@ -40,10 +40,10 @@ from smsd.core.pool import Member, Pool
 from smsd.core.reports import ReportSink
 from smsd.core.routing import Router
 from smsd.core.submit import Refused, SubmitSettings, Submitter
-from smsd.core.users import Directory, UserChecker, make_portal
+from smsd.core.users import Directory, make_portal
 from smsd.gateways.base import Gateway, Health
 from smsd.mailout import MailOut
-from smsd.model import Inbound, InboundPart, Report, User
+from smsd.model import Inbound, InboundPart, Report
 from smsd.store import Change, StoreError, open_store
 from smsd.store.schema import SchemaTooNew
 from smsd.tls import load_trust_root
@@ -346,31 +346,21 @@ def _smtp_channels(
     root: Smsd, config: Config, submitter: Submitter, directory: Directory, reactor: Any
 ) -> None:
     """``[smtp] listen``: mail to +1555...@domain becomes SMS."""
-
-    def find_user(address: str) -> Deferred[User | None]:
-        d = root.store.user_by_email(address)
-        return d.addCallback(lambda name: None if name is None else directory.get(name))
-
     context = SmtpContext(
         submitter=submitter,
-        find_user=find_user,
+        directory=directory,
         domain=config.smsd.domain,
         default_country=config.smsd.default_country,
-        trusted_networks=[
-            ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks
-        ],
+        trusted_networks=networks(config.smsd.trusted_networks),
         maxmsgs=config.smtp.maxmsgs,
         truncate=config.smtp.truncate,
         max_recipients=config.smtp.max_recipients,
         max_size=config.smtp.max_size,
-        checker=UserChecker(directory),
-        find_user_by_name=directory.get,
         tls=_tls_options(config) if config.smtp.tls_cert else None,
         auth_without_tls=config.smtp.auth_without_tls,
         anonymous=config.smtp.anonymous,
         text_from=config.smtp.text,
         batch_address=config.smtp.batch_address.lower(),
-        authenticate=directory.authenticate,
     )
     for description in config.smtp.listen:
         _listen(root, reactor, description, SmtpFactory(context))

@@ -10,7 +10,6 @@ authenticates with HTTP Basic or ``user``/``pass`` parameters. HTTPS is an
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,14 +23,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from smsd.channels.httpserver import HttpSite, Request
+from smsd.channels.trust import Network, is_trusted, networks
 from smsd.config import Config, HttpSection
 from smsd.core.submit import Refused, Submitter
 from smsd.core.users import IAccount
 from smsd.model import User
 
 log = Logger()
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Unauthorized(Exception):
@@ -82,20 +80,14 @@ class HttpContext:
     def from_config(cls, config: Config, **parts: Any) -> HttpContext:
         """The context from ``[http]`` and ``[smsd] trusted_networks``, and ``parts``
         (submitter, portal, store, reactor, health, inject) from whoever serves HTTP."""
-        networks = [ipaddress.ip_network(n, strict=False) for n in config.smsd.trusted_networks]
-        return cls(settings=config.http, trusted_networks=networks, **parts)
+        return cls(
+            settings=config.http, trusted_networks=networks(config.smsd.trusted_networks), **parts
+        )
 
     def is_trusted(self, host: str) -> bool:
         hit = self._trust_cache.get(host)
         if hit is None:
-            try:
-                address = ipaddress.ip_address(host.split("%", 1)[0])
-            except ValueError:
-                hit = False
-            else:
-                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                    address = address.ipv4_mapped
-                hit = any(address in net for net in self.trusted_networks)
+            hit = is_trusted(host, self.trusted_networks)
             if len(self._trust_cache) > 4096:
                 self._trust_cache.clear()
             self._trust_cache[host] = hit

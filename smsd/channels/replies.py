@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -189,21 +189,20 @@ class InboxDelivery(Service):
         text = owner.text if owner.text is not None else inbound.text
         if text is None:
             return
-        sub = Submission(
-            recipients=(user.mobile,),
-            text=f"{inbound.sender}: {text}",
-            channel="smtp",
-            origin=f"inbound SMS {inbound.id} forwarded to {user.name}'s mobile",
+        await self._sms(
+            user.mobile,
+            f"{inbound.sender}: {text}",
+            f"inbound SMS {inbound.id} forwarded to {user.name}'s mobile",
         )
+
+    async def _sms(self, phone: str, text: str, origin: str) -> None:
+        """An SMS smsd sends of its own (a forward, a question); a refusal is logged."""
+        assert self.submit is not None
+        sub = Submission(recipients=(phone,), text=text, channel="smtp", origin=origin)
         try:
             await self.submit(sub, None)
         except Exception as e:
-            log.warn(
-                "inbound SMS {id} not forwarded to {user}'s mobile: {why}",
-                id=inbound.id,
-                user=user.name,
-                why=str(e),
-            )
+            log.warn("could not send {origin}: {why}", origin=origin, why=str(e))
 
     async def _later(self, inbound: Inbound, owner: Owner, f: Failure, now: float) -> None:
         assert inbound.id is not None
@@ -236,22 +235,9 @@ class InboxDelivery(Service):
         assert inbound.id is not None
         why = "several recent writers: " + ", ".join(conflict.addresses)
         if self.submit is not None and self.settings.conflict_text and inbound.sender:
-            sub = Submission(
-                recipients=(inbound.sender,),
-                text=self.settings.conflict_text,
-                channel="smtp",
-                origin=f"asking whose answer inbound SMS {inbound.id} is",
+            await self._sms(
+                inbound.sender,
+                self.settings.conflict_text,
+                f"asking whose answer inbound SMS {inbound.id} is",
             )
-            try:
-                await self.submit(sub, None)
-            except Exception as e:
-                log.warn(
-                    "could not ask {phone} whose answer it is: {why}",
-                    phone=inbound.sender,
-                    why=str(e),
-                )
         await self.store.settle_inbound(inbound.id, "conflict", None, None, why)
-
-    def deliver_now(self) -> Deferred[None]:
-        """For tests and admin tools: run until nothing is due."""
-        return ensureDeferred(self._run())

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import email.policy
 import html.parser
-import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from email.header import decode_header, make_header
@@ -47,15 +46,15 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from smsd import numbers
+from smsd.channels.trust import Network, is_trusted
 from smsd.core.submit import Accepted, Refused, Submitter
-from smsd.core.users import account_problem
+from smsd.core.users import Directory, UserChecker, account_problem
 from smsd.model import Submission, User
 
 log = Logger()
 
 _SEPARATORS = re.compile(r"[\s\-./()]")
 _MAXMSGS = re.compile(r"(?:^|&)maxmsgs=(\d{1,3})(?:&|$)", re.IGNORECASE)
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class AddressError(ValueError):
@@ -263,7 +262,7 @@ class SmtpContext:
     """What the SMTP channel needs from the rest of smsd (handed in by service.py)."""
 
     submitter: Submitter
-    find_user: Callable[[str], Deferred[User | None]]  # by one of its mail addresses
+    directory: Directory  # the users: by address, by name, AUTH and the 2sms id/password
     domain: str
     default_country: str
     trusted_networks: Sequence[Network]
@@ -271,23 +270,11 @@ class SmtpContext:
     truncate: bool = True
     max_recipients: int = 100
     max_size: int = 1024 * 1024
-    checker: Any = None  # twisted.cred checker of smsd users (AUTH); None: no AUTH
-    find_user_by_name: Callable[[str], Deferred[User | None]] | None = None
     tls: Any = None  # an OpenSSL context factory for STARTTLS; None: no STARTTLS
     auth_without_tls: bool = False
     anonymous: bool = False  # trusted networks: a sender who is no user may send (uncharged)
     batch_address: str = ""  # mail to it carries the 2sms body; "": off
-    authenticate: Callable[[str, str], Deferred[User]] | None = None
     text_from: str = "body"  # "body" (the subject if it is empty), "subject" or "both"
-
-    def is_trusted(self, host: str) -> bool:
-        try:
-            address = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        return any(address in net for net in self.trusted_networks)
 
 
 class _Transaction:
@@ -362,7 +349,7 @@ class MailToSms:
     def __init__(self, context: SmtpContext, peer: str, user: User | None = None) -> None:
         self.context = context
         self.peer = peer
-        self.trusted = context.is_trusted(peer)
+        self.trusted = is_trusted(peer, context.trusted_networks)
         self.user = user  # logged in with AUTH: every mail of the connection is theirs
         self.transaction: _Transaction | None = None
 
@@ -398,7 +385,7 @@ class MailToSms:
                 transaction.user = user
             return origin
 
-        return self.context.find_user(address).addCallback(found)
+        return self.context.directory.by_email(address).addCallback(found)
 
     def validateTo(self, user: smtp.User) -> Any:
         t = self.transaction
@@ -440,29 +427,38 @@ class MailToSms:
             # costs 1.4 ms a mail against 0.1 (measured); the few headers used are
             # decoded by hand (header_text).
             mail = BytesParser(policy=email.policy.compat32).parsebytes(b"\r\n".join(t.lines))
+            if t.batch:
+                return ensureDeferred(self._batch(t, mail))
             text = text_of(mail, self.context.text_from)
         except Exception:
             log.failure("a mail from {origin} could not be read", origin=t.origin)
             return fail(SmtpRefusal(554, "5.6.0 The mail could not be read"))
-        if t.batch:
-            return ensureDeferred(self._batch(t, mail))
         if not text:
             return fail(SmtpRefusal(554, "5.6.0 No text: the body and the subject are empty"))
-        numbers_ = tuple(dict.fromkeys(r.number for r in t.recipients))
+        numbers_ = [r.number for r in t.recipients]
         asked = [r.maxmsgs for r in t.recipients if r.maxmsgs is not None]
         maxmsgs = min(asked) if asked else self.context.maxmsgs
-        message_id = str(mail.get("Message-ID", "")).strip()
-        sub = Submission(
-            recipients=numbers_,
+        d = self.context.submitter.submit(
+            self._submission(t, mail, numbers_, text),
+            t.user,
+            maxmsgs=maxmsgs,
+            truncate=self.context.truncate,
+        )
+        return d.addErrback(_refusal)
+
+    def _submission(
+        self, t: _Transaction, mail: Message, recipients: Sequence[str], text: str
+    ) -> Submission:
+        """What a mail asks for; its origin names the mail, so that replies and reports
+        can be threaded under it (``owners.mail_thread`` reads it back)."""
+        message_id = str(mail.get("Message-ID", "")).strip() or "(no Message-ID)"
+        return Submission(
+            recipients=tuple(dict.fromkeys(recipients)),
             text=text,
             channel="smtp",
             reply_to=t.origin or None,
-            origin=f"mail {message_id or '(no Message-ID)'} from <{t.origin}> via {self.peer}",
+            origin=f"mail {message_id} from <{t.origin}> via {self.peer}",
         )
-        d = self.context.submitter.submit(
-            sub, t.user, maxmsgs=maxmsgs, truncate=self.context.truncate
-        )
-        return d.addErrback(_refusal)
 
     async def _batch(self, t: _Transaction, mail: Message) -> list[Accepted]:
         """The 2sms form: the body names the account (checked like AUTH) and the numbers."""
@@ -477,25 +473,19 @@ class MailToSms:
         except AddressError as e:
             raise SmtpRefusal(554, f"5.6.0 {e}") from None
         numbers_ += [r.number for r in t.recipients]
-        assert self.context.authenticate is not None
         try:
-            user = await self.context.authenticate(batch.user, batch.password)
+            user = await self.context.directory.authenticate(batch.user, batch.password)
         except UnauthorizedLogin:
             raise SmtpRefusal(550, "5.7.8 wrong id or password") from None
         problem = account_problem(user)
         if problem is not None:
             raise SmtpRefusal(550, f"5.7.1 {user.name}: {problem}")
-        sub = Submission(
-            recipients=tuple(dict.fromkeys(numbers_)),
-            text=batch.text,
-            channel="smtp",
-            reply_to=t.origin or None,
-            origin=f"mail {str(mail.get('Message-ID', '')).strip() or '(no Message-ID)'}"
-            f" from <{t.origin}> via {self.peer}",
-        )
         try:
             return await self.context.submitter.submit(
-                sub, user, maxmsgs=self.context.maxmsgs, truncate=self.context.truncate
+                self._submission(t, mail, numbers_, batch.text),
+                user,
+                maxmsgs=self.context.maxmsgs,
+                truncate=self.context.truncate,
             )
         except Exception:
             raise _refusal(Failure()).value from None
@@ -530,8 +520,7 @@ class SmsSmtp(smtp.ESMTP):
     """Twisted's ESMTP with answers in SMTP's words for what the Submitter decides."""
 
     def __init__(self, context: SmtpContext) -> None:
-        challengers = {b"PLAIN": PLAINCredentials, b"LOGIN": LOGINCredentials}
-        super().__init__(chal=challengers if context.checker is not None else {})
+        super().__init__(chal={b"PLAIN": PLAINCredentials, b"LOGIN": LOGINCredentials})
         self.context = context
         self.host = context.domain.encode("idna")
         self.ctx = context.tls
@@ -539,8 +528,7 @@ class SmsSmtp(smtp.ESMTP):
     def connectionMade(self) -> None:
         peer = self.transport.getPeer().host
         self.delivery = MailToSms(self.context, peer)
-        if self.context.checker is not None:
-            self.portal = Portal(_Realm(self.context, peer), [self.context.checker])
+        self.portal = Portal(_Realm(self.context, peer), [UserChecker(self.context.directory)])
         super().connectionMade()
 
     auth_failures = 0
@@ -559,7 +547,7 @@ class SmsSmtp(smtp.ESMTP):
     def extensions(self) -> dict[bytes, Any]:
         """AUTH is offered only where it will be accepted (after STARTTLS, as a rule)."""
         ext = super().extensions()
-        if not self._auth_allowed() or not self.challengers:
+        if not self._auth_allowed():
             ext.pop(b"AUTH", None)
         return ext
 
@@ -601,7 +589,7 @@ class _Realm:
         self.peer = peer
 
     def requestAvatar(self, avatar_id: bytes, mind: Any, *interfaces: Any) -> Deferred[Any]:
-        if smtp.IMessageDelivery not in interfaces or self.context.find_user_by_name is None:
+        if smtp.IMessageDelivery not in interfaces:
             raise NotImplementedError("only IMessageDelivery")
         name = avatar_id.decode()
 
@@ -611,7 +599,7 @@ class _Realm:
             delivery = MailToSms(self.context, self.peer, user)
             return smtp.IMessageDelivery, delivery, lambda: None
 
-        return self.context.find_user_by_name(name).addCallback(found)
+        return self.context.directory.get(name).addCallback(found)
 
 
 class SmtpFactory(Factory):

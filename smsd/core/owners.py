@@ -57,10 +57,19 @@ def mail_thread(origin: str | None) -> str | None:
     return m.group(1) if m else None
 
 
+async def _mailbox(store: Any, user: str, known: dict[str, str | None]) -> str | None:
+    """A user's first mail address (None: no user, or none given), each user read once."""
+    if user not in known:
+        record = await store.get_user(user)
+        known[user] = record.emails[0] if record is not None and record.emails else None
+    return known[user]
+
+
 async def find_owner(
     store: Any, inbound: Inbound, settings: OwnerSettings, now: float
 ) -> Owner | Conflict | None:
     text = inbound.text or ""
+    known: dict[str, str | None] = {}  # user -> mailbox, for this SMS
     if settings.by_tag and (m := _TAG.search(text)):
         user = await store.user_by_email(m.group(1))
         if user is not None:
@@ -68,16 +77,12 @@ async def find_owner(
             return Owner(m.group(1), user, "tag", text=rest)
     if settings.by_dedicated and inbound.recipient:
         user = await store.dedicated_owner(inbound.recipient)
-        if user is not None:
-            record = await store.get_user(user)
-            if record is not None and record.emails:
-                # In the thread of the user's last mail to this phone, if there was one.
-                since = now - (settings.reply_window or THREAD_MEMORY)
-                writers = await store.recent_writers(inbound.sender, since)
-                thread = next(
-                    (mail_thread(origin) for u, _, origin, _ in writers if u == user), None
-                )
-                return Owner(record.emails[0], user, "dedicated", thread=thread)
+        if user is not None and (address := await _mailbox(store, user, known)):
+            # In the thread of the user's last mail to this phone, if there was one.
+            since = now - (settings.reply_window or THREAD_MEMORY)
+            writers = await store.recent_writers(inbound.sender, since)
+            thread = next((mail_thread(origin) for u, _, origin, _ in writers if u == user), None)
+            return Owner(address, user, "dedicated", thread=thread)
     if settings.reply_window > 0:
         writers = await store.recent_writers(inbound.sender, now - settings.reply_window)
         # lower-cased address -> (the address as written, user, the mail it answers)
@@ -85,8 +90,7 @@ async def find_owner(
         for user, reply_to, origin, _ in writers:  # newest first: the latest mail wins
             address = reply_to
             if not address and user is not None:
-                record = await store.get_user(user)
-                address = record.emails[0] if record is not None and record.emails else None
+                address = await _mailbox(store, user, known)
             if address and address.lower() not in found:
                 found[address.lower()] = (address, user, mail_thread(origin))
         if len(found) == 1:
@@ -96,10 +100,8 @@ async def find_owner(
             return Conflict(tuple(address for address, _, _ in found.values()))
     if settings.by_sort_word and (words := text.split(maxsplit=1)):
         user = await store.alias_owner(words[0].strip(".,:;!?").lower())
-        if user is not None:
-            record = await store.get_user(user)
-            if record is not None and record.emails:
-                return Owner(record.emails[0], user, "sort word")
+        if user is not None and (address := await _mailbox(store, user, known)):
+            return Owner(address, user, "sort word")
     if settings.default_mailbox:
         return Owner(settings.default_mailbox, None, "default")
     return None

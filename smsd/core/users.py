@@ -117,6 +117,11 @@ class Directory:
 
         return self._store.get_user(name).addCallback(remember)
 
+    def by_email(self, address: str) -> Deferred[User | None]:
+        """The active user one of whose mail addresses this is (any case), or None."""
+        d = self._store.user_by_email(address)
+        return d.addCallback(lambda name: None if name is None else self.get(name))
+
     def forget(self, name: str) -> None:
         self._users.pop(name, None)
         self._verified.pop(name, None)

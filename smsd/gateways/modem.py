@@ -40,7 +40,7 @@ from twisted.python.failure import Failure
 
 from protocols import at, tpdu
 from smsd import numbers
-from smsd.configschema import ConfigError, Duration, setting
+from smsd.configschema import ConfigError, Duration, between, one_of, setting
 from smsd.gateways.base import Gateway, GatewayEvents, Health
 from smsd.model import Inbound, InboundPart, Message, PartResult, Report, State
 
@@ -57,19 +57,6 @@ REGISTRATION = {
     "3": "registration denied",
     "4": "registration unknown",
 }
-
-
-def _one_of(*values: str) -> Callable[[str], None]:
-    def check(value: str) -> None:
-        if value not in values:
-            raise ValueError(f"must be one of {', '.join(values)}; got {value!r}")
-
-    return check
-
-
-def _positive(value: int) -> None:
-    if value < 1:
-        raise ValueError(f"must be 1 or more, got {value}")
 
 
 @attrs.frozen
@@ -91,13 +78,15 @@ class Options:
         "resend",
         "an AT+CMGS with no answer after the PDU went out: resend (a hung modem seldom"
         " sent it) or assume-sent (never twice, maybe never)",
-        _one_of("resend", "assume-sent"),
+        one_of("resend", "assume-sent"),
     )
     check_interval: Duration = setting(Duration(30), "time between health checks")
     check_failures: int = setting(
-        3, "unanswered health checks in a row that reopen the port", _positive
+        3, "unanswered health checks in a row that reopen the port", between(1, 1000)
     )
-    send_failures: int = setting(3, "failed sends in a row that re-initialise the modem", _positive)
+    send_failures: int = setting(
+        3, "failed sends in a row that re-initialise the modem", between(1, 1000)
+    )
     reset_command: str = setting(
         "", "sent after repeated re-initialisations fail, e.g. AT+CFUN=1,1; empty: none"
     )
@@ -651,14 +640,7 @@ class ModemGateway(Gateway):
         self._send_errors += 1
         if self._send_errors >= self.options.send_failures:
             self._send_errors = 0
-            log.warn(
-                "gateway {id}: {n} failed sends in a row: re-initialising",
-                id=self.id,
-                n=self.options.send_failures,
-            )
-            self.ready = False
-            self._cancel("check")
-            self._start_init()
+            self._reinit(f"{self.options.send_failures} failed sends in a row")
 
     def _remember_sent(self, mr: int, recipient: str) -> str:
         now = self.reactor.seconds()

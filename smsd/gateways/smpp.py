@@ -39,7 +39,7 @@ from twisted.python.failure import Failure
 
 from protocols import smpp
 from smsd import numbers
-from smsd.configschema import ConfigError, Duration, setting
+from smsd.configschema import ConfigError, Duration, one_of, setting
 from smsd.gateways.base import Gateway, GatewayEvents, Health
 from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State
 from smsd.tls import load_trust_root
@@ -66,14 +66,6 @@ RECEIPT_STATES = {
 }
 
 BIND_MODES = ("transceiver", "transmitter+receiver", "transmitter", "receiver")
-
-
-def _choice(*values: str) -> Any:
-    def check(value: str) -> None:
-        if value not in values:
-            raise ValueError(f"must be one of {', '.join(values)}; got {value!r}")
-
-    return check
 
 
 def _statuses(value: list[str]) -> None:
@@ -115,7 +107,7 @@ class Options:
         "transceiver",
         "transceiver, transmitter+receiver (for SMSCs without transceivers), transmitter"
         " or receiver",
-        _choice(*BIND_MODES),
+        one_of(*BIND_MODES),
     )
     binds: int = setting(1, "binds that send (each with its own window)")
     backlog: int = setting(
@@ -135,7 +127,7 @@ class Options:
     unanswered: str = setting(
         "assume-sent",
         "a submit_sm whose response never came: assume-sent (never send twice) or resend",
-        _choice("assume-sent", "resend"),
+        one_of("assume-sent", "resend"),
     )
     reconnect_min: Duration = setting(Duration(1), "first reconnect delay")
     reconnect_max: Duration = setting(Duration(60), "longest reconnect delay")
@@ -148,19 +140,19 @@ class Options:
     long_messages: str = setting(
         "udh",
         "udh (in short_message), sar (TLVs) or payload (message_payload)",
-        _choice("udh", "sar", "payload"),
+        one_of("udh", "sar", "payload"),
     )
     default_alphabet: str = setting(
         "gsm7",
         "what data_coding 0 carries on this link: gsm7 (unpacked), latin1 or ascii",
-        _choice("gsm7", "latin1", "ascii"),
+        one_of("gsm7", "latin1", "ascii"),
     )
     registered_delivery: bool = setting(True, "ask for delivery receipts")
     message_id: str = setting(
-        "as-is", "form of ids in submit_sm_resp: as-is, hex or dec", _choice("as-is", "hex", "dec")
+        "as-is", "form of ids in submit_sm_resp: as-is, hex or dec", one_of("as-is", "hex", "dec")
     )
     receipt_id: str = setting(
-        "as-is", "form of ids in receipts: as-is, hex or dec", _choice("as-is", "hex", "dec")
+        "as-is", "form of ids in receipts: as-is, hex or dec", one_of("as-is", "hex", "dec")
     )
     source_ton: int = setting(-1, "TON of the sender address; -1: from its form", _ton_npi)
     source_npi: int = setting(-1, "NPI of the sender address; -1: from its form", _ton_npi)

@@ -157,6 +157,10 @@ def user_fields(args: argparse.Namespace, base: User, site_country: str) -> dict
         fields["aliases"] = _unique([check_alias(a) for a in args.alias])
     elif getattr(args, "no_aliases", False):
         fields["aliases"] = ()
+    if args.contact is not None:
+        fields["contacts"] = check_contacts(args.contact, country)
+    elif getattr(args, "no_contacts", False):
+        fields["contacts"] = ()
     if args.forward is not None:
         fields["forward"] = args.forward
     if args.sender_policy is not None:
@@ -185,6 +189,18 @@ def check_alias(word: str) -> str:
     if not word or len(word) > 40 or any(c.isspace() or c == "#" for c in word):
         raise AdminError(f"sort word {word!r}: one word without '#', up to 40 characters", 2)
     return word.lower()
+
+
+def check_contacts(pairs: Sequence[str], country: str) -> tuple[tuple[str, str], ...]:
+    """``["Bob=+15557654321", ...]``: the address book, names unique whatever their case."""
+    book: dict[str, tuple[str, str]] = {}
+    for pair in pairs:
+        name, sep, number = pair.partition("=")
+        name = name.strip()
+        if not sep or not name or any(c.isspace() for c in name) or len(name) > 40:
+            raise AdminError(f"contact {pair!r}: NAME=NUMBER, the name one word", 2)
+        book[name.casefold()] = (name, check_number(number.strip(), country, f"number of {name}"))
+    return tuple(book.values())
 
 
 def check_policy(user: User) -> None:
@@ -236,6 +252,7 @@ def user_record(user: User, used: int, period: str, today: datetime.date) -> dic
     """Every field but the password hash, plus this month's usage and the account status."""
     record = attrs.asdict(user, filter=lambda a, _: a.name != "password_hash")
     record["sender_policy"] = user.sender_policy.value
+    record["contacts"] = dict(user.contacts)
     record.update(period=period, used_this_month=used, status=account_status(user, today))
     return record
 
@@ -352,6 +369,7 @@ async def user_show(ctx: Context, args: argparse.Namespace) -> None:
         ("mobile", user.mobile or "-"),
         ("dedicated", ", ".join(user.dedicated) or "-"),
         ("sort words", ", ".join(user.aliases) or "-"),
+        ("contacts", ", ".join(f"{n}={num}" for n, num in user.contacts) or "-"),
         ("forward", "to the mobile" if user.forward else "no"),
         ("sender policy", user.sender_policy.value),
         ("senders", ", ".join(user.senders) or "-"),
@@ -500,6 +518,14 @@ def _user_options(p: argparse.ArgumentParser, *, setting: bool) -> None:
         nargs="+",
         metavar="W",
         help="sort words: an SMS that comes in starting with one is this user's",
+    )
+    pair(
+        "--contact",
+        "--no-contacts",
+        action="extend",
+        nargs="+",
+        metavar="NAME=NUMBER",
+        help="the address book (all of it): names the user may page by (SNPP)",
     )
     forward = p.add_mutually_exclusive_group()
     forward.add_argument(

@@ -205,6 +205,48 @@ class SmtpSection:
     )
 
 
+def _groups(value: dict[str, list[str]]) -> None:
+    for name, members in value.items():
+        if not name or any(c.isspace() for c in name):
+            raise ValueError(f"group name {name!r}: one word")
+        if not members:
+            raise ValueError(f"group {name!r} has no numbers")
+
+
+@attrs.frozen
+class SnppSection:
+    listen: list[str] = setting(
+        factory=lambda: ["tcp:4444"],
+        doc="endpoints for SNPP paging (RFC 1861), e.g. tcp:444; []: off",
+        check=_endpoints,
+    )
+    maxmsgs: int = setting(10, "default most SMS parts a page may take", between(1, 128))
+    truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 550)")
+    max_recipients: int = setting(100, "most pagers in one transaction", between(1, 100_000))
+    max_text: int = setting(8192, "longest text (MESS or DATA) in bytes", between(160, 1 << 20))
+    idle_timeout: Duration = setting(
+        Duration(300), "close sessions silent for this long", between(1, 86400)
+    )
+    anonymous: bool = setting(
+        False, "clients outside trusted_networks may page without LOGIn too (uncharged)"
+    )
+    login_failures: int = setting(3, "failed LOGIns before 421 and the end", between(1, 100))
+    alert_flash: bool = setting(False, "ALERt 1 sends a flash SMS (class 0)")
+    caller: str = setting(
+        "text",
+        "what CALLerid does: text (before the message) or sender (the sender ID, if allowed)",
+        one_of("text", "sender"),
+    )
+    when_down: str = setting(
+        "refuse",
+        "SEND while no gateway could carry it: refuse (554) or queue",
+        one_of("refuse", "queue"),
+    )
+    groups: dict[str, list[str]] = setting(
+        factory=dict, doc="pager IDs that page several numbers", check=_groups
+    )
+
+
 @attrs.frozen
 class HttpSection:
     listen: list[str] = setting(
@@ -290,6 +332,7 @@ class Config:
     inbound: InboundSection
     http: HttpSection
     smtp: SmtpSection
+    snpp: SnppSection
     gateways: list[GatewayConfig]
     routes: list[RouteSection]
 
@@ -325,6 +368,7 @@ _SECTIONS = {
     "inbound": InboundSection,
     "http": HttpSection,
     "smtp": SmtpSection,
+    "snpp": SnppSection,
 }
 
 

@@ -55,6 +55,7 @@ class Submission:
     dcs: int | None = None
     pid: int = 0
     not_before: float | None = None  # epoch seconds
+    priority: bool = False  # ahead of the queue (SNPP LEVEl 0)
     validity: float | None = None  # seconds from now; None: the site default
     gateway: str | None = None  # pin to one gateway id
     channel: str = "api"
@@ -155,6 +156,7 @@ class User:
     transliterate: bool | None = None  # one cheap 7-bit SMS over UCS-2; None: the site's choice
     aliases: tuple[str, ...] = ()  # sort words: an SMS whose first word is one is this user's
     forward: bool = False  # SMS that come in for this user go to their mobile too
+    contacts: tuple[tuple[str, str], ...] = ()  # address book: (name, number), names unique
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -31,6 +32,7 @@ from smsd.channels.dsn import MailReports
 from smsd.channels.http import HttpContext, HttpError, make_site
 from smsd.channels.replies import InboxDelivery, ReplySettings
 from smsd.channels.smtp import SmtpContext, SmtpFactory
+from smsd.channels.snpp import SnppContext, SnppFactory
 from smsd.channels.trust import networks
 from smsd.config import Config, ConfigError, gateway_module, load, resolve
 from smsd.core.dispatch import Dispatcher
@@ -310,6 +312,8 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
 
     if config.smtp.listen:
         _smtp_channels(root, config, submitter, directory, reactor)
+    if config.snpp.listen:
+        _snpp_channels(root, config, submitter, directory, dispatcher, notify)
     if config.http.workers:
         try:
             workers = _workers(config, submitter, health, inject, reactor)
@@ -364,6 +368,55 @@ def _smtp_channels(
     )
     for description in config.smtp.listen:
         _listen(root, reactor, description, SmtpFactory(context))
+
+
+def _snpp_channels(
+    root: Smsd,
+    config: Config,
+    submitter: Submitter,
+    directory: Directory,
+    dispatcher: Dispatcher,
+    notify: Callable[[list[Change]], None],
+) -> None:
+    """``[snpp] listen``: paging systems page phones."""
+    store, reactor = root.store, root.reactor
+
+    def cancel(message_id: int) -> Deferred[tuple[str | None, list[Change]]]:
+        def told(outcome: tuple[str | None, list[Change]]) -> tuple[str | None, list[Change]]:
+            if outcome[1]:
+                notify(outcome[1])  # callbacks and mail reports hear of it like any failure
+            return outcome
+
+        return store.cancel(message_id, reactor.seconds()).addCallback(told)
+
+    context = SnppContext(
+        submitter=submitter,
+        directory=directory,
+        settings=config.snpp,
+        domain=config.smsd.domain,
+        default_country=config.smsd.default_country,
+        trusted_networks=networks(config.smsd.trusted_networks),
+        gateway_ids=frozenset(config.gateway_ids()),
+        groups=_snpp_groups(config),
+        message=store.get_message,
+        cancel=cancel,
+        secret=lambda: store.secret("snpp-pass-codes"),
+        reachable=dispatcher.reachable,
+    )
+    for description in config.snpp.listen:
+        _listen(root, reactor, description, SnppFactory(context))
+
+
+def _snpp_groups(config: Config) -> dict[str, tuple[str, ...]]:
+    groups = {}
+    for name, members in config.snpp.groups.items():
+        try:
+            groups[name.casefold()] = tuple(
+                dict.fromkeys(numbers.normalise(m, config.smsd.default_country) for m in members)
+            )
+        except numbers.NumberError as e:
+            raise ConfigError(f"{config.path}: snpp.groups.{name}: {e}") from None
+    return groups
 
 
 def _relay_trust(config: Config) -> Any:

@@ -276,6 +276,18 @@ class UserTests(AdminCase):
             (self.show("alice")["aliases"], self.show("alice")["forward"]), ([], False)
         )
 
+    def test_address_book(self) -> None:
+        self.add_user("alice", "--contact", "Bob=(555) 765-4321", "Ops=+46701234567")
+        self.assertEqual(
+            self.show("alice")["contacts"], {"Bob": "+15557654321", "Ops": "+46701234567"}
+        )
+        self.assertIn("NAME=NUMBER", self.fails(2, "user", "set", "alice", "--contact", "Bob"))
+        self.assertIn("number of Bob", self.fails(1, "user", "set", "alice", "--contact", "Bob=1"))
+        self.ok("user", "set", "alice", "--contact", "bob=+15551112222", "BOB=+15553334444")
+        self.assertEqual(self.show("alice")["contacts"], {"BOB": "+15553334444"})
+        self.ok("user", "set", "alice", "--no-contacts")
+        self.assertEqual(self.show("alice")["contacts"], {})
+
     def test_bad_values_name_the_problem(self) -> None:
         base = ("user", "add", "dave", "--password", "x", "--email", "dave@example.org")
         cases = [

@@ -29,6 +29,7 @@ from smsd.config import (
     RouteSection,
     SmsdSection,
     SmtpSection,
+    SnppSection,
     StoreSection,
     TextSection,
     load,
@@ -50,6 +51,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "inbound": (InboundSection,),
     "http": (HttpSection,),
     "smtp": (SmtpSection,),
+    "snpp": (SnppSection,),
     "gateway": (GatewaySection, loopback.Options, modem.Options, smpp.Options),
     "route": (RouteSection,),
 }
@@ -263,7 +265,7 @@ class ExampleFileTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_one_active_loopback_gateway(self) -> None:
         active = [h for h in self.example.headers if not h.commented]
-        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:7], "gateway"])
+        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:8], "gateway"])
         values = {
             e.key: e.value
             for e in self.example.entries
@@ -382,10 +384,10 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_unknown_section(self) -> None:
         self.error(
-            '[snpp]\nlisten = ["tcp:4444"]\n' + GATEWAY,
-            "snpp",
+            '[sip]\nlisten = ["udp:5060"]\n' + GATEWAY,
+            "sip",
             "unknown section",
-            "dispatch, gateway, http, inbound, route, smsd, smtp, store, text",
+            "dispatch, gateway, http, inbound, route, smsd, smtp, snpp, store, text",
         )
 
     def test_section_not_a_table(self) -> None:

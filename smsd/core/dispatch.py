@@ -405,6 +405,16 @@ class Dispatcher(Service):
                 Outcome(w.message.id, None, (), State.QUEUED, now, due, False, error, w.route.key)
             )
 
+    def reachable(self, number: str, user: str | None, pinned: str | None = None) -> bool:
+        """Is a gateway up that could carry an SMS to ``number`` now (route or fallback)?
+
+        For channels whose clients would rather try another path than wait in
+        the queue (a paging system: SNPP answers 554 and the pager goes elsewhere).
+        """
+        route = self.router.route_for(number, user, pinned)
+        ids = route.gateways + route.fallback
+        return self.pool.availability(ids, self.reactor.seconds()) is not Availability.DOWN
+
     def _candidates(self, route: Route, now: float) -> tuple[str, ...]:
         """The route's gateways, or its fallbacks while none of those is up."""
         if route.fallback and self.pool.availability(route.gateways, now) is Availability.DOWN:

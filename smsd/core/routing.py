@@ -106,13 +106,16 @@ class Router:
         return routes
 
     def route(self, message: Message) -> Route:
-        if message.gateway is not None:
-            return Route((message.gateway,), key=f"gateway:{message.gateway}")
+        return self.route_for(message.recipient, message.user, message.gateway)
+
+    def route_for(self, number: str, user: str | None, pinned: str | None) -> Route:
+        if pinned is not None:
+            return Route((pinned,), key=f"gateway:{pinned}")
         for rule, key in self._rules:
-            if rule.matches(message.recipient, message.user):
-                number = None
+            if rule.matches(number, user):
+                rewritten = None
                 if rule.rewrite is not None:
                     pattern, replace = rule.rewrite
-                    number = pattern.sub(replace, message.recipient)
-                return Route(rule.gateways, rule.fallback, number, key)
+                    rewritten = pattern.sub(replace, number)
+                return Route(rule.gateways, rule.fallback, rewritten, key)
         return self._default

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = Logger()
 
 MAX_MAXMSGS = 128
+PRIORITY_LEAD = 86400.0
 
 
 class Refused(Exception):
@@ -228,6 +229,9 @@ class Submitter:
         cut = sub.truncate if sub.truncate is not None else truncate
         now = self.reactor.seconds()
         start = max(now, sub.not_before or now)
+        # The dispatcher takes what is due oldest first: a priority message counts as
+        # due since a day, ahead of the backlog; one held for later keeps its time.
+        due = now - PRIORITY_LEAD if sub.priority and start == now else start
         validity = sub.validity if sub.validity is not None else self.settings.validity
         messages = []
         for number in recipients:
@@ -242,7 +246,7 @@ class Submitter:
                     pid=sub.pid,
                     parts=tuple(OutPart(p.seq, p.udh, p.text, p.data) for p in plan.parts),
                     created_at=now,
-                    due_at=start,
+                    due_at=due,
                     expires_at=start + validity,
                     user=user.name if user else None,
                     channel=sub.channel,

@@ -156,6 +156,20 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "ALTER TABLE users ADD COLUMN forward INTEGER NOT NULL DEFAULT 0",
     ],
+    # 8: each user's address book (names a pager or phone may be paged by), and the
+    # site's secrets (the key that makes SNPP pass codes), shared by every node
+    [
+        """CREATE TABLE contacts (
+            user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+            name TEXT NOT NULL COLLATE NOCASE,
+            number TEXT NOT NULL,
+            PRIMARY KEY (user, name)
+        )""",
+        """CREATE TABLE secrets (
+            name TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        )""",
+    ],
 ]
 
 VERSION = len(MIGRATIONS)

@@ -169,6 +169,14 @@ class SQLiteStore:
     def purge(self, before: float) -> Deferred[int]:
         return self._writer.run(_purge, before)
 
+    def cancel(self, message_id: int, now: float) -> Deferred[tuple[str | None, list[Change]]]:
+        """Fail a message that is still queued (nothing sent); see :func:`_cancel`."""
+        return self._writer.run(_cancel, message_id, now)
+
+    def secret(self, name: str) -> Deferred[bytes]:
+        """The site's secret of this name, made on first use (the same for every node)."""
+        return self._writer.run(_secret, name)
+
     def next_due(self) -> Deferred[float | None]:
         return self._reader.run(_next_due)
 
@@ -730,6 +738,33 @@ def _expire(conn: sqlite3.Connection, now: float) -> list[Change]:
     return [Change(r[0], State(r[1]), *r[2:]) for r in rows]
 
 
+def _cancel(
+    conn: sqlite3.Connection, message_id: int, now: float
+) -> tuple[str | None, list[Change]]:
+    """(state before, changes): only a queued message is cancelled, so nothing of it was
+    sent or is being sent; its parts fail with it. State None: there is no such message."""
+    rows = conn.execute(
+        "UPDATE messages SET state = 'failed', error = 'cancelled by the sender', updated_at = ?"
+        f" WHERE id = ? AND state = 'queued' RETURNING {_CHANGE_COLUMNS}",
+        (now, message_id),
+    ).fetchall()
+    if not rows:
+        row = conn.execute("SELECT state FROM messages WHERE id = ?", (message_id,)).fetchone()
+        return (None if row is None else row[0]), []
+    conn.execute(
+        "UPDATE parts SET state = 'failed', done_at = ? WHERE message_id = ? AND state = 'queued'",
+        (now, message_id),
+    )
+    return "queued", [Change(r[0], State(r[1]), *r[2:]) for r in rows]
+
+
+def _secret(conn: sqlite3.Connection, name: str) -> bytes:
+    conn.execute(
+        "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)", (name, os.urandom(32))
+    )
+    return bytes(conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()[0])
+
+
 def _purge(conn: sqlite3.Connection, before: float) -> int:
     """Delete final messages last changed before ``before``, and stale reports."""
     cur = conn.execute(
@@ -955,6 +990,14 @@ def _set_aliases(conn: sqlite3.Connection, u: User) -> None:
         conn.execute("INSERT INTO aliases (word, user) VALUES (?, ?)", (word, u.name))
 
 
+def _set_contacts(conn: sqlite3.Connection, u: User) -> None:
+    conn.execute("DELETE FROM contacts WHERE user = ?", (u.name,))
+    conn.executemany(
+        "INSERT OR REPLACE INTO contacts (user, name, number) VALUES (?, ?, ?)",
+        [(u.name, name, number) for name, number in u.contacts],
+    )
+
+
 def _add_user(conn: sqlite3.Connection, u: User) -> None:
     try:
         conn.execute(
@@ -964,6 +1007,7 @@ def _add_user(conn: sqlite3.Connection, u: User) -> None:
         raise UserExists(f"user {u.name!r} exists already") from None
     _set_dedicated(conn, u)
     _set_aliases(conn, u)
+    _set_contacts(conn, u)
 
 
 def _update_user(conn: sqlite3.Connection, u: User) -> None:
@@ -978,6 +1022,7 @@ def _update_user(conn: sqlite3.Connection, u: User) -> None:
         raise NoSuchUser(f"no user {u.name!r}")
     _set_dedicated(conn, u)
     _set_aliases(conn, u)
+    _set_contacts(conn, u)
 
 
 def _delete_user(conn: sqlite3.Connection, name: str) -> None:
@@ -1013,6 +1058,9 @@ def _make_user(conn: sqlite3.Connection, r: tuple[Any, ...]) -> User:
             for (w,) in conn.execute(
                 "SELECT word FROM aliases WHERE user = ? ORDER BY rowid", (r[0],)
             )
+        ),
+        contacts=tuple(
+            conn.execute("SELECT name, number FROM contacts WHERE user = ? ORDER BY name", (r[0],))
         ),
     )
 

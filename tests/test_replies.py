@@ -27,7 +27,7 @@ from twisted.trial import unittest
 
 from smsd.channels import replies
 from smsd.config import load
-from smsd.model import Inbound, SenderPolicy, User
+from smsd.model import Inbound, SenderPolicy, Submission, User
 from smsd.service import Smsd, make_service
 from tests.fakes import sleep, wait_for
 from tests.process import swaks
@@ -477,3 +477,66 @@ class SortWordTests(RepliesCase):
 
     async def _count(self, n: int) -> bool:
         return len(await self.sent_texts()) >= n
+
+
+class Chat:
+    """A channel destination as XMPP and SIP register one: records what it is handed."""
+
+    scheme = "chat"
+
+    def __init__(self, reachable: dict[str, list[str]], takes: bool = True) -> None:
+        self.reachable = reachable  # user -> addresses
+        self.takes = takes
+        self.handed: list[tuple[str, str]] = []
+
+    def addresses(self, user: User) -> defer.Deferred[list[str]]:
+        return defer.succeed(self.reachable.get(user.name, []))
+
+    def deliver(self, inbound: Inbound, address: str, text: str) -> defer.Deferred[bool]:
+        if self.takes:
+            self.handed.append((address, text))
+        return defer.succeed(self.takes)
+
+
+class DestinationTests(RepliesCase):
+    """Inbound SMS to a channel (chat, SIP phone) before the mailbox, and back to mail."""
+
+    async def start_with(self, chat: Chat) -> Smsd:
+        root = await self.start()
+        assert root.replies is not None
+        root.replies.add_destination(chat)  # type: ignore[attr-defined]
+        await root.store.add_user(
+            User("carol", emails=("carol@example.org",), dedicated=("+15550009999",))
+        )
+        return root
+
+    async def test_a_reachable_user_gets_it_on_the_channel(self) -> None:
+        chat = Chat({"carol": ["chat:carol@example.org"]})
+        await self.start_with(chat)
+        inbox_id = await self.sms_from(PHONE, "for Carol", to="+15550009999")
+        state = await self.settled(inbox_id, "delivered")
+        self.assertEqual(state["delivered_to"], "chat:carol@example.org")
+        self.assertEqual(chat.handed, [("chat:carol@example.org", "for Carol")])
+        self.assertEqual(self.server.mails, [])
+
+    async def test_a_channel_that_cannot_take_it_falls_back_to_mail(self) -> None:
+        chat = Chat({"carol": ["chat:carol@example.org"]}, takes=False)
+        await self.start_with(chat)
+        inbox_id = await self.sms_from(PHONE, "for Carol", to="+15550009999")
+        state = await self.settled(inbox_id, "delivered")
+        self.assertEqual(state["delivered_to"], "carol@example.org")
+        await wait_for(lambda: self.server.mails, what="the fallback mail")
+
+    async def test_an_answer_goes_back_where_the_user_wrote_from(self) -> None:
+        chat = Chat({})
+        root = await self.start_with(chat)
+        assert root.submitter is not None
+        sub = Submission(
+            recipients=(PHONE,), text="hi", channel="chat", reply_to="chat:carol@example.org/desk"
+        )
+        user = await root.store.get_user("carol")
+        await root.submitter.submit(sub, user)
+        inbox_id = await self.sms_from(PHONE, "hi back", to="+15550009999")
+        state = await self.settled(inbox_id, "delivered")
+        self.assertEqual(state["delivered_to"], "chat:carol@example.org/desk")
+        self.assertEqual(chat.handed, [("chat:carol@example.org/desk", "hi back")])

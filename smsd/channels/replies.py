@@ -17,18 +17,18 @@ from __future__ import annotations
 import email.utils
 import re
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import DeferredSemaphore, ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred, gatherResults
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from smsd.core.owners import Conflict, Owner, OwnerSettings, find_owner
+from smsd.core.owners import Conflict, Owner, OwnerSettings, find_owner, scheme_of
 from smsd.mailout import MailOut
-from smsd.model import Inbound, Submission
+from smsd.model import Inbound, Submission, User
 
 log = Logger()
 
@@ -58,13 +58,35 @@ def reply_mail(inbound: Inbound, owner: Owner, domain: str) -> EmailMessage:
     if phone.startswith("+"):
         m["X-MS-Reply-To-Mobile"] = phone
     m["X-SMS-Gateway"] = _UNSAFE_IN_ADDRESS.sub("", inbound.gateway)
-    text = owner.text if owner.text is not None else inbound.text
-    if text is None:
-        text = f"(binary SMS, {len(inbound.data or b'')} octets: {(inbound.data or b'').hex()})"
-    m.set_content(text + "\n")
+    m.set_content(sms_text(inbound, owner) + "\n")
     # Outlook shows it as a text message. (Set after set_content, which drops Content-*.)
     m["Content-class"] = "MS-OMS-SMS"
     return m
+
+
+class Destination(Protocol):
+    """A channel that hands inbound SMS to people where they are (XMPP chat, a SIP phone).
+
+    Its addresses are ``scheme:...`` (``xmpp:alice@example.org``, ``sip:alice@example.org``):
+    what the channel writes into ``Submission.reply_to``, so that reply tracking finds
+    the way back, and what it lists for a user it can reach now.
+    """
+
+    scheme: str
+
+    def addresses(self, user: User) -> Deferred[list[str]]:
+        """Where this user can be reached on this channel now, best first ([]: nowhere)."""
+
+    def deliver(self, inbound: Inbound, address: str, text: str) -> Deferred[bool]:
+        """Hand the SMS over; True once taken, False when ``address`` cannot take it now."""
+
+
+def sms_text(inbound: Inbound, owner: Owner) -> str:
+    text = owner.text if owner.text is not None else inbound.text
+    if text is None:
+        data = inbound.data or b""
+        text = f"(binary SMS, {len(data)} octets: {data.hex()})"
+    return text
 
 
 @attrs.frozen
@@ -74,6 +96,10 @@ class ReplySettings:
     expiry: float = 5 * 86400.0
     conflict_text: str = ""
     poll: float = 1.0
+
+
+class Unreachable(Exception):
+    """No destination of the owner took the SMS, and no mailbox is left to try."""
 
 
 class InboxDelivery(Service):
@@ -95,10 +121,15 @@ class InboxDelivery(Service):
         self.settings = settings
         self.submit = submit
         self.delivered = 0
+        self.destinations: dict[str, Destination] = {}  # by scheme: see add_destination
         self._busy = False
         self._again = False
         self._loop = LoopingCall(self.wake)
         self._loop.clock = reactor
+
+    def add_destination(self, destination: Destination) -> None:
+        """A channel that can take inbound SMS for its users (called as smsd is built)."""
+        self.destinations[destination.scheme] = destination
 
     def startService(self) -> None:
         super().startService()
@@ -160,24 +191,63 @@ class InboxDelivery(Service):
         if isinstance(owner, Conflict):
             await self._ask(inbound, owner)
             return
-        message = reply_mail(inbound, owner, self.settings.domain)
-        try:
-            await self.mail.send(
-                message, message["From"], owner.address, owner.user or owner.address
+        for address in await self._candidates(owner):
+            scheme = scheme_of(address)
+            if scheme:
+                destination = self.destinations.get(scheme)
+                if destination is None or not await self._deliver(
+                    destination, inbound, owner, address
+                ):
+                    continue
+            else:
+                owner = attrs.evolve(owner, address=address)
+                message = reply_mail(inbound, owner, self.settings.domain)
+                try:
+                    await self.mail.send(message, message["From"], address, owner.user or address)
+                except Exception:
+                    await self._later(inbound, owner, Failure(), now)
+                    return
+            self.delivered += 1
+            log.info(
+                "inbound SMS {id} from {sender} handed to {to} ({how})",
+                id=inbound.id,
+                sender=inbound.sender,
+                to=address,
+                how=owner.how,
             )
-        except Exception:
-            await self._later(inbound, owner, Failure(), now)
+            await self.store.settle_inbound(inbound.id, "delivered", owner.user, address, None)
+            await self._forward(inbound, owner)
             return
-        self.delivered += 1
-        log.info(
-            "inbound SMS {id} from {sender} mailed to {to} ({how})",
-            id=inbound.id,
-            sender=inbound.sender,
-            to=owner.address,
-            how=owner.how,
-        )
-        await self.store.settle_inbound(inbound.id, "delivered", owner.user, owner.address, None)
-        await self._forward(inbound, owner)
+        why = f"{owner.address} cannot take it now and there is no mailbox to fall back on"
+        await self._later(inbound, owner, Failure(Unreachable(why)), now)
+
+    async def _candidates(self, owner: Owner) -> list[str]:
+        """Where to try, in order. The address someone wrote from comes first (a mail
+        answered by mail, a chat by chat); otherwise where the user is reachable now on
+        a channel (a registered SIP phone, a linked JID), then their mailbox."""
+        first = [owner.address] if owner.how == "reply" or scheme_of(owner.address) else []
+        reachable: list[str] = []
+        mailbox: list[str] = []
+        user = await self.store.get_user(owner.user) if owner.user else None
+        if user is not None:
+            for destination in self.destinations.values():
+                try:
+                    reachable += await destination.addresses(user)
+                except Exception:
+                    log.failure(
+                        "{scheme} addresses of {user}", scheme=destination.scheme, user=user.name
+                    )
+            mailbox = list(user.emails[:1])
+        return list(dict.fromkeys([*first, *reachable, owner.address, *mailbox]))
+
+    async def _deliver(
+        self, destination: Destination, inbound: Inbound, owner: Owner, address: str
+    ) -> bool:
+        try:
+            return await destination.deliver(inbound, address, sms_text(inbound, owner))
+        except Exception:
+            log.failure("inbound SMS {id} to {to}", id=inbound.id, to=address)
+            return False
 
     async def _forward(self, inbound: Inbound, owner: Owner) -> None:
         """To the owner's mobile too, if their settings say so (never a mobile's own SMS)."""

@@ -57,6 +57,13 @@ def mail_thread(origin: str | None) -> str | None:
     return m.group(1) if m else None
 
 
+def scheme_of(address: str | None) -> str:
+    """ "xmpp" for "xmpp:alice@example.org" (what the chat and SIP channels write as
+    reply_to, and deliver to), "" for a mail address."""
+    head, sep, _ = (address or "").partition(":")
+    return head.lower() if sep and head and "@" not in head else ""
+
+
 async def _mailbox(store: Any, user: str, known: dict[str, str | None]) -> str | None:
     """A user's first mail address (None: no user, or none given), each user read once."""
     if user not in known:
@@ -81,6 +88,10 @@ async def find_owner(
             # In the thread of the user's last mail to this phone, if there was one.
             since = now - (settings.reply_window or THREAD_MEMORY)
             writers = await store.recent_writers(inbound.sender, since)
+            latest = next(((r, origin) for u, r, origin, _ in writers if u == user), None)
+            if latest is not None and scheme_of(latest[0]):
+                # The user last wrote to this phone by chat or from a SIP phone: back there.
+                return Owner(latest[0], user, "dedicated")
             thread = next((mail_thread(origin) for u, _, origin, _ in writers if u == user), None)
             return Owner(address, user, "dedicated", thread=thread)
     if settings.reply_window > 0:

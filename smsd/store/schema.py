@@ -170,6 +170,31 @@ MIGRATIONS: list[list[str]] = [
             value BLOB NOT NULL
         )""",
     ],
+    # 9: chat and SIP phones. A JID linked to a user (jabber:iq:register or
+    # smsd-admin), with whether that user's inbound SMS go there as chat; a SIP
+    # phone's registration (REGISTER) of a user; the user's SIP digest secret
+    # (HA1 = md5(user:realm:password), made when the password is set, never the
+    # password itself).
+    [
+        """CREATE TABLE xmpp_links (
+            jid TEXT PRIMARY KEY COLLATE NOCASE,
+            user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+            inbound INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX xmpp_links_user ON xmpp_links (user)",
+        """CREATE TABLE sip_bindings (
+            user TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,
+            contact TEXT NOT NULL,
+            expires_at REAL NOT NULL,
+            transport TEXT NOT NULL,
+            source TEXT NOT NULL,
+            call_id TEXT NOT NULL DEFAULT '',
+            cseq INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (user, contact)
+        )""",
+        "ALTER TABLE users ADD COLUMN sip_ha1 TEXT",
+    ],
 ]
 
 VERSION = len(MIGRATIONS)

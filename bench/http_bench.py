@@ -33,6 +33,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 from tests.process import SmsdProcess  # noqa: E402
 
 CONFIG = """
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 max_recipients = 10

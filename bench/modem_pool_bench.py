@@ -48,6 +48,10 @@ from tests.peers.fakemodem import FakeModem  # noqa: E402
 CONFIG = """
 [smsd]
 traffic_log = ""
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = []
 [dispatch]

@@ -113,6 +113,10 @@ cpu_seconds: Callable[[int], float] = http_bench.cpu_seconds
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 SMSD_CONFIG = """
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 max_recipients = 10

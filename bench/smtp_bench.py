@@ -46,6 +46,10 @@ CONFIG = """
 traffic_log = ""
 domain = "sms.example.org"
 trusted_networks = ["127.0.0.1/32"]
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 [smtp]

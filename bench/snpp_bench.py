@@ -39,6 +39,8 @@ trusted_networks = ["127.0.0.1/32"]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 [snpp]
 listen = ["tcp:%(snpp)d:interface=127.0.0.1"]
+[sip]
+listen = []
 [[gateway]]
 id = "loopback"
 type = "loopback"
@@ -97,7 +99,7 @@ def main() -> None:
                 )
             )
             seconds = time.monotonic() - started
-        status, health = smsd.get("/api/v1/health")
+        _, health = smsd.get("/api/v1/health")
         sent = sum(g.get("sent_parts", 0) for g in health.get("gateways", []))
         queued = sum(n for n, _ in done)
         latencies = sorted(t for _, ts in done for t in ts)

@@ -27,6 +27,7 @@ import attrs
 from twisted.internet import task
 from twisted.internet.defer import gatherResults
 
+from protocols import sip
 from smsd import numbers, text
 from smsd.config import Config, ConfigError, load
 from smsd.core.inbound import Receiver
@@ -250,7 +251,7 @@ def account_status(user: User, today: datetime.date) -> str:
 
 def user_record(user: User, used: int, period: str, today: datetime.date) -> dict[str, Any]:
     """Every field but the password hash, plus this month's usage and the account status."""
-    record = attrs.asdict(user, filter=lambda a, _: a.name != "password_hash")
+    record = attrs.asdict(user, filter=lambda a, _: a.name not in ("password_hash", "sip_ha1"))
     record["sender_policy"] = user.sender_policy.value
     record["contacts"] = dict(user.contacts)
     record.update(period=period, used_this_month=used, status=account_status(user, today))
@@ -300,7 +301,7 @@ async def user_add(ctx: Context, args: argparse.Namespace) -> None:
     base = User(name=check_name(args.name), created_at=ctx.reactor.seconds())
     user = attrs.evolve(base, **user_fields(args, base, ctx.config.smsd.default_country))
     check_policy(user)
-    user = attrs.evolve(user, password_hash=hash_password(args.password))
+    user = attrs.evolve(user, **_secrets(ctx, user.name, args.password))
     await ctx.store.add_user(user)
     print(f"added user {user.name}", file=ctx.out)
 
@@ -319,8 +320,15 @@ async def user_set(ctx: Context, args: argparse.Namespace) -> None:
 async def user_passwd(ctx: Context, args: argparse.Namespace) -> None:
     """The password was read before the store was opened (main), never from the reactor."""
     current = await _get_user(ctx.store, args.name)
-    await ctx.store.update_user(attrs.evolve(current, password_hash=hash_password(args.password)))
+    await ctx.store.update_user(attrs.evolve(current, **_secrets(ctx, current.name, args.password)))
     print(f"password of {current.name} changed", file=ctx.out)
+
+
+def _secrets(ctx: Context, name: str, password: str) -> dict[str, str]:
+    """What a password becomes: its hash, and the SIP digest secret for the site's realm
+    (the realm is part of it: changing [sip] realm needs the passwords set again)."""
+    realm = ctx.config.sip.realm or ctx.config.smsd.domain
+    return {"password_hash": hash_password(password), "sip_ha1": sip.ha1(name, realm, password)}
 
 
 async def user_del(ctx: Context, args: argparse.Namespace) -> None:

@@ -247,6 +247,58 @@ class SnppSection:
     )
 
 
+def parse_udp(value: str) -> tuple[int, str] | None:
+    """``udp:5060[:interface=ADDR]`` -> (5060, ADDR or ""); None for another endpoint
+    (Twisted's endpoint strings have no UDP, so SIP reads its own)."""
+    kind, _, rest = value.partition(":")
+    if kind != "udp":
+        return None
+    port, _, option = rest.partition(":")
+    interface = ""
+    if option:
+        name, sep, interface = option.partition("=")
+        if name != "interface" or not sep or not interface:
+            raise ValueError(f"expected udp:PORT[:interface=ADDRESS], got {value!r}")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected udp:PORT[:interface=ADDRESS], got {value!r}")
+    return int(port), interface
+
+
+def _sip_endpoints(value: list[str]) -> None:
+    _endpoints([v for v in value if parse_udp(v) is None])
+
+
+@attrs.frozen
+class SipSection:
+    listen: list[str] = setting(
+        factory=lambda: ["udp:5060", "tcp:5060"],
+        doc="endpoints for SIP MESSAGE (udp:PORT, tcp:PORT, with :interface=); []: off",
+        check=_sip_endpoints,
+    )
+    realm: str = setting("", "digest realm; empty: [smsd] domain")
+    maxmsgs: int = setting(10, "default most SMS parts a MESSAGE may take", between(1, 128))
+    truncate: bool = setting(True, "cut text that needs more than maxmsgs parts (else 413)")
+    max_body: int = setting(16384, "largest MESSAGE body over TCP, bytes", between(256, 1 << 20))
+    max_body_udp: int = setting(1300, "largest MESSAGE body over UDP, bytes", between(256, 8192))
+    nonce_lifetime: Duration = setting(
+        Duration(300), "a digest nonce is good this long", between(10, 86400)
+    )
+    register_min: Duration = setting(
+        Duration(60), "shortest registration accepted (423 below)", between(1, 86400)
+    )
+    register_max: Duration = setting(
+        Duration(3600), "longest registration granted", between(60, 7 * 86400)
+    )
+    when_down: str = setting(
+        "refuse",
+        "MESSAGE while no gateway could carry it: refuse (503 with Retry-After) or queue",
+        one_of("refuse", "queue"),
+    )
+    retry_after: Duration = setting(
+        Duration(60), "the Retry-After of such a 503", between(1, 86400)
+    )
+
+
 @attrs.frozen
 class HttpSection:
     listen: list[str] = setting(
@@ -333,6 +385,7 @@ class Config:
     http: HttpSection
     smtp: SmtpSection
     snpp: SnppSection
+    sip: SipSection
     gateways: list[GatewayConfig]
     routes: list[RouteSection]
 
@@ -369,6 +422,7 @@ _SECTIONS = {
     "http": HttpSection,
     "smtp": SmtpSection,
     "snpp": SnppSection,
+    "sip": SipSection,
 }
 
 

@@ -157,6 +157,7 @@ class User:
     aliases: tuple[str, ...] = ()  # sort words: an SMS whose first word is one is this user's
     forward: bool = False  # SMS that come in for this user go to their mobile too
     contacts: tuple[tuple[str, str], ...] = ()  # address book: (name, number), names unique
+    sip_ha1: str | None = None  # md5(name:realm:password) for SIP digest; None: no SIP login
 
 
 @attrs.frozen

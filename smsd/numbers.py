@@ -271,7 +271,8 @@ def _normalise_slow(raw: str, region: str, short_codes: bool) -> str:
     number = _to_e164(digits, region, raw)
     # phonenumbers strips one trunk prefix per parse ("+49 00 ..." loses one 0 at a
     # time); re-parse until stable so every result is a fixed point of normalise().
-    for _ in range(3):
+    # Each round that changes it is one digit shorter, so this ends ("+49000000...").
+    for _ in range(len(number)):
         if _is_canonical(number):
             break
         again = _to_e164(number, region, raw)

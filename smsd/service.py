@@ -31,10 +31,17 @@ from smsd.channels.callbacks import Callbacks
 from smsd.channels.dsn import MailReports
 from smsd.channels.http import HttpContext, HttpError, make_site
 from smsd.channels.replies import InboxDelivery, ReplySettings
+from smsd.channels.sip import (
+    SipContext,
+    SipCore,
+    SipDestination,
+    SipStreamFactory,
+    SipUdpService,
+)
 from smsd.channels.smtp import SmtpContext, SmtpFactory
 from smsd.channels.snpp import SnppContext, SnppFactory
 from smsd.channels.trust import networks
-from smsd.config import Config, ConfigError, gateway_module, load, resolve
+from smsd.config import Config, ConfigError, gateway_module, load, parse_udp, resolve
 from smsd.core.dispatch import Dispatcher
 from smsd.core.inbound import Receiver
 from smsd.core.owners import OwnerSettings
@@ -104,6 +111,7 @@ class Smsd(MultiService):
         self.listen: list[str] = []  # each channel's endpoint, for error messages
         self.dispatcher: Dispatcher | None = None
         self.submitter: Submitter | None = None  # what every channel submits through
+        self.directory: Directory | None = None  # the users, as the channels read them
         self.receiver: Service | None = None
         self.alerts: Alerts | None = None  # with [smsd] admin_email
         self.replies: Service | None = None  # inbound SMS mailed to their owners
@@ -275,6 +283,7 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     listeners.append(dsn.changes)
     root.dsn = dsn
     directory = Directory(store, reactor)
+    root.directory = directory
     portal = make_portal(directory)
     callbacks = Callbacks(
         reactor, timeout=config.http.callback_timeout, attempts=config.http.callback_attempts
@@ -314,6 +323,8 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
         _smtp_channels(root, config, submitter, directory, reactor)
     if config.snpp.listen:
         _snpp_channels(root, config, submitter, directory, dispatcher, notify)
+    if config.sip.listen:
+        replies.add_destination(_sip_channels(root, config, submitter, directory, dispatcher))
     if config.http.workers:
         try:
             workers = _workers(config, submitter, health, inject, reactor)
@@ -405,6 +416,32 @@ def _snpp_channels(
     )
     for description in config.snpp.listen:
         _listen(root, reactor, description, SnppFactory(context))
+
+
+def _sip_channels(
+    root: Smsd, config: Config, submitter: Submitter, directory: Directory, dispatcher: Dispatcher
+) -> SipDestination:
+    """``[sip] listen``: SIP phones and PBXs send MESSAGEs, registered phones get answers."""
+    context = SipContext(
+        submitter=submitter,
+        directory=directory,
+        store=root.store,
+        settings=config.sip,
+        domain=config.smsd.domain,
+        realm=config.sip.realm or config.smsd.domain,
+        default_country=config.smsd.default_country,
+        trusted_networks=networks(config.smsd.trusted_networks),
+        reachable=dispatcher.reachable,
+    )
+    core = SipCore(context, root.reactor)
+    for description in config.sip.listen:
+        udp = parse_udp(description)
+        if udp is None:
+            _listen(root, root.reactor, description, SipStreamFactory(core))
+        else:
+            root.channels.append(SipUdpService(core, root.reactor, *udp))
+            root.listen.append(description)
+    return SipDestination(core)
 
 
 def _snpp_groups(config: Config) -> dict[str, tuple[str, ...]]:

@@ -16,6 +16,10 @@ import urllib.request
 from typing import Any
 
 LOOPBACK = """
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 [[gateway]]

@@ -6,6 +6,7 @@ tests check what the daemon would see, not what the command says it did.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -143,6 +144,19 @@ class UserTests(AdminCase):
         self.assertNotIn("correct horse", user.password_hash)
         self.assertTrue(verify_password("correct horse", user.password_hash))
         self.assertFalse(verify_password("correct horse!", user.password_hash))
+
+    async def test_the_sip_digest_secret_follows_the_password(self) -> None:
+        """HA1 = md5(user:realm:password) for SIP phones, kept instead of the password,
+        never shown; the realm is [smsd] domain unless [sip] realm says otherwise."""
+        self.add_user("alice", password="correct horse")
+        user = await self.in_store(lambda s: s.get_user("alice"))
+        realm = "sms.example.org"  # the embedded default's domain
+        ha1 = hashlib.md5(f"alice:{realm}:correct horse".encode()).hexdigest()
+        self.assertEqual(user.sip_ha1, ha1)
+        self.assertNotIn(ha1, json.dumps(self.show("alice")))
+        self.ok("user", "passwd", "alice", "--password", "new one")
+        user = await self.in_store(lambda s: s.get_user("alice"))
+        self.assertNotEqual(user.sip_ha1, ha1)
 
     async def test_passwd(self) -> None:
         self.add_user("alice", "--monthly-limit", "7", password="old one")

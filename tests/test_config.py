@@ -27,6 +27,7 @@ from smsd.config import (
     InboundSection,
     Rewrite,
     RouteSection,
+    SipSection,
     SmsdSection,
     SmtpSection,
     SnppSection,
@@ -52,6 +53,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "http": (HttpSection,),
     "smtp": (SmtpSection,),
     "snpp": (SnppSection,),
+    "sip": (SipSection,),
     "gateway": (GatewaySection, loopback.Options, modem.Options, smpp.Options),
     "route": (RouteSection,),
 }
@@ -265,7 +267,7 @@ class ExampleFileTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_one_active_loopback_gateway(self) -> None:
         active = [h for h in self.example.headers if not h.commented]
-        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:8], "gateway"])
+        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:9], "gateway"])
         values = {
             e.key: e.value
             for e in self.example.entries
@@ -384,10 +386,10 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_unknown_section(self) -> None:
         self.error(
-            '[sip]\nlisten = ["udp:5060"]\n' + GATEWAY,
-            "sip",
+            '[ldap]\nurl = "ldap://localhost"\n' + GATEWAY,
+            "ldap",
             "unknown section",
-            "dispatch, gateway, http, inbound, route, smsd, smtp, snpp, store, text",
+            "dispatch, gateway, http, inbound, route, sip, smsd, smtp, snpp, store, text",
         )
 
     def test_section_not_a_table(self) -> None:

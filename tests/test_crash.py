@@ -12,6 +12,10 @@ from twisted.trial import unittest
 from tests.process import SmsdProcess, curl
 
 CONFIG = """
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:{port}:interface=127.0.0.1"]
 max_recipients = 100

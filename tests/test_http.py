@@ -22,6 +22,10 @@ from twisted.trial import unittest
 from tests.process import SmsdProcess, curl, free_port, need
 
 CONFIG = """
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:{port}"]
 maxmsgs = 4

@@ -47,6 +47,10 @@ retry_max = "500ms"
 poll = "200ms"
 [inbound]
 reassembly_timeout = "2s"
+[snpp]
+listen = []
+[sip]
+listen = []
 {gateways}
 """
 

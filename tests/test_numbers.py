@@ -397,6 +397,10 @@ class PropertyTests(SynchronousTestCase):
         with contextlib.suppress(NumberError):
             parse_sender(raw, region)
 
+    def test_many_trunk_prefixes_end_in_a_fixed_point(self) -> None:
+        """Found by hypothesis: each parse strips one 0, so three rounds were not enough."""
+        self.check("000000000", "DE", False)
+
     @settings(max_examples=500, deadline=None)
     @given(_NUMBERISH, _REGIONS, st.booleans())
     def test_number_like_text(self, raw: str, region: str, short_codes: bool) -> None:

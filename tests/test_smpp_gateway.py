@@ -41,6 +41,10 @@ ALICE = "+15551234567"
 CONFIG = """
 [smsd]
 traffic_log = ""
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = ["tcp:0:interface=127.0.0.1"]
 [dispatch]

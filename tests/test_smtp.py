@@ -44,6 +44,10 @@ traffic_log = ""
 domain = "sms.example.org"
 default_country = "US"
 trusted_networks = ["127.0.0.1/32"]
+[snpp]
+listen = []
+[sip]
+listen = []
 [http]
 listen = []
 [smtp]

@@ -42,6 +42,7 @@ from smsd.store import (
     QuotaExceeded,
     UserExists,
     owners,
+    sip,
 )
 from smsd.store.schema import migrate
 from smsd.worker import WorkerThread
@@ -248,6 +249,16 @@ class SQLiteStore:
 
     def mark_warned(self, ids: list[int]) -> Deferred[None]:
         return self._writer.run(owners.mark_warned, ids)
+
+    # SIP registrations ------------------------------------------------------------
+
+    def sip_bindings(self, user: str, now: float) -> Deferred[list[sip.Binding]]:
+        return self._reader.run(sip.bindings, user, now)
+
+    def sip_register(
+        self, user: str, changes: list[sip.Binding], remove_all: bool, now: float
+    ) -> Deferred[list[sip.Binding]]:
+        return self._writer.run(sip.register, user, changes, remove_all, now)
 
     # Users -----------------------------------------------------------------
 
@@ -948,7 +959,7 @@ def _list_inbound(
 
 _USER_COLUMNS = (
     "name, password_hash, emails, mobile, sender_policy, senders, monthly_limit, expires,"
-    " active, default_country, created_at, transliterate, forward"
+    " active, default_country, created_at, transliterate, forward, sip_ha1"
 )
 
 
@@ -967,6 +978,7 @@ def _user_row(u: User) -> tuple[Any, ...]:
         u.created_at,
         None if u.transliterate is None else int(u.transliterate),
         int(u.forward),
+        u.sip_ha1,
     )
 
 
@@ -1001,7 +1013,7 @@ def _set_contacts(conn: sqlite3.Connection, u: User) -> None:
 def _add_user(conn: sqlite3.Connection, u: User) -> None:
     try:
         conn.execute(
-            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 13)})", _user_row(u)
+            f"INSERT INTO users ({_USER_COLUMNS}) VALUES ({','.join('?' * 14)})", _user_row(u)
         )
     except sqlite3.IntegrityError:
         raise UserExists(f"user {u.name!r} exists already") from None
@@ -1015,8 +1027,8 @@ def _update_user(conn: sqlite3.Connection, u: User) -> None:
     cur = conn.execute(
         "UPDATE users SET password_hash = ?, emails = ?, mobile = ?, sender_policy = ?,"
         " senders = ?, monthly_limit = ?, expires = ?, active = ?, default_country = ?,"
-        " transliterate = ?, forward = ? WHERE name = ?",
-        (*row[1:10], row[11], row[12], u.name),
+        " transliterate = ?, forward = ?, sip_ha1 = ? WHERE name = ?",
+        (*row[1:10], row[11], row[12], row[13], u.name),
     )
     if cur.rowcount == 0:
         raise NoSuchUser(f"no user {u.name!r}")
@@ -1052,6 +1064,7 @@ def _make_user(conn: sqlite3.Connection, r: tuple[Any, ...]) -> User:
         created_at=r[10],
         transliterate=None if r[11] is None else bool(r[11]),
         forward=bool(r[12]),
+        sip_ha1=r[13],
         dedicated=dedicated,
         aliases=tuple(
             w

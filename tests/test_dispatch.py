@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from smsd.config import Rewrite, RouteSection
@@ -617,6 +618,30 @@ class LifeTests(DispatchTestCase):
         self.assertEqual(a.sent, [])
         self.assertEqual(await states(self.store, ids), {mid: "queued" for mid in ids})
 
+    async def test_nothing_is_claimed_before_old_leases_are_taken_back(self) -> None:
+        """The start's release of this owner's old leases would take back, and so send a
+        second time, what this run claimed before it finished: so nothing goes before."""
+        watched = WatchedStore(self.store)
+        release: defer.Deferred[None] = defer.Deferred()
+        real = self.store.release_leases
+
+        def held(*args: Any) -> Any:
+            return release.addCallback(lambda _: real(*args))
+
+        watched._store = _With(self.store, release_leases=held)
+        node = self.node(watched)
+        a = node.gateway("A")
+        node.start()
+        (mid,) = await add(self.store, new_message())
+        node.dispatcher.wake()
+        await sleep(0.2)
+        self.assertIsNone(node.dispatcher.offer())
+        self.assertEqual((watched.calls.get("claim"), a.sent), (None, []))
+        release.callback(None)
+        await wait_state(self.store, mid, State.DELIVERED, State.SENT)
+        await sleep(0.2)
+        self.assertEqual(a.received(), [mid])
+
     async def test_restart_sends_what_a_crash_left_in_flight(self) -> None:
         """Messages this node had claimed before a crash are sent after restart; others' are not."""
         (mine,) = await add(self.store, new_message())
@@ -717,3 +742,14 @@ class BackoffTests(unittest.SynchronousTestCase):
         d = self.dispatcher(10, 100)
         self.assertGreaterEqual(min(d.backoff(1) for _ in range(500)), 10)
         self.assertLessEqual(max(d.backoff(9) for _ in range(500)), 100)
+
+
+class _With:
+    """An object's attributes, some replaced."""
+
+    def __init__(self, inner: Any, **replaced: Any) -> None:
+        self._inner = inner
+        self._replaced = replaced
+
+    def __getattr__(self, name: str) -> Any:
+        return self._replaced.get(name) or getattr(self._inner, name)

@@ -100,6 +100,10 @@ class Dispatcher(Service):
         self._sweeper = LoopingCall(self._sweep_timeouts)
         self._sweeper.clock = reactor
         self._claiming = False
+        # Nothing is claimed or leased at commit before the start has taken back the
+        # leases of an earlier run: that release is by owner, and would take back (and
+        # so send twice) what this run had claimed meanwhile.
+        self._ready = False
         self._look = False  # something may have become due: claim at the next pump
         self._more = False  # the last claim was full: there may be more due
         self._pump_call: Any = None
@@ -128,7 +132,7 @@ class Dispatcher(Service):
         d = self.store.reroute(list(self._routes))
         d.addCallback(lambda _: self.store.release_leases(self.owner, now, True))
         d.addCallback(self._released)
-        d.addErrback(lambda f: log.failure("cannot release old leases", f))
+        d.addErrback(self._release_failed)
         self._maintenance = LoopingCall(self._maintain)
         self._maintenance.clock = self.reactor
         # Often enough to renew leases well before they run out.
@@ -142,6 +146,12 @@ class Dispatcher(Service):
     def _released(self, count: int) -> None:
         if count:
             log.info("took back {count} messages left in flight by an earlier run", count=count)
+        self._ready = True
+        self.wake()
+
+    def _release_failed(self, failure: Failure) -> None:
+        log.failure("cannot release old leases", failure)
+        self._ready = True
         self.wake()
 
     def stopService(self) -> Deferred[None]:
@@ -210,7 +220,7 @@ class Dispatcher(Service):
 
     def _pump(self) -> None:
         self._pump_call = None
-        if not self.running:
+        if not self.running or not self._ready:
             return
         now = self.reactor.seconds()
         self._hand_out(now)
@@ -268,7 +278,7 @@ class Dispatcher(Service):
         """What new messages this node can start now, for the Submitter to lease as
         it commits them (they skip the queue and a claim). Promised room is kept
         out of further claims until ``take`` says what was taken."""
-        if not self.running:
+        if not self.running or not self._ready:
             return None
         now = self.reactor.seconds()
         limits = {k: n for k, n in self._claim_limits(now).items() if k is not None}

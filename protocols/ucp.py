@@ -760,13 +760,16 @@ def make_submit(
     """OT 51 fields for one message, as Kannel builds them. Either ``text`` (MT 3, GSM
     alphabet) or ``data`` (MT 4, NB bits, MCLs 1); ``udh`` (UDHL included) goes to XSer 01,
     ``dcs`` (e.g. 0x08 for UCS-2 ``data``) to XSer 02. A non-numeric ``oadc`` is sent
-    alphanumeric (OTOA 5039), ``+digits`` as OTOA 1139 without the +; a ``+`` in ``adc``
+    alphanumeric (OTOA 5039), ``+digits`` as OTOA 1139 without the +, an empty one is left
+    for the SMSC to fill in; a ``+`` in ``adc``
     becomes 00. ``notify``: NT bitmask (1 delivered, 2 not delivered, 4 buffered), sets NRq.
     ``fields`` override or add raw fields by name."""
     if (text is None) == (data is None):
         raise FieldError("give text or data")
     out: dict[str, str] = {"AdC": _adc(adc)}
-    if oadc.startswith("+") and oadc[1:].isdigit():
+    if not oadc:
+        pass  # the SMSC puts in the account's own address
+    elif oadc.startswith("+") and oadc[1:].isdigit():
         out["OAdC"], out["OTOA"] = oadc[1:], "1139"
     elif oadc.isdigit():
         out["OAdC"] = oadc

@@ -331,7 +331,7 @@ class GatewaySection:
     """Keys every gateway has; the remaining keys belong to its type."""
 
     id: str = setting(doc="unique name, used in routes, logs and the API")
-    type: str = setting(doc="loopback, modem or smpp")
+    type: str = setting(doc="loopback, modem, smpp or ucp")
     enabled: bool = setting(True, "false keeps it configured but out of the pool")
     throughput: float = setting(
         0.0, "SMS parts per second at most; 0: no limit", between(0, 1_000_000)
@@ -405,6 +405,7 @@ GATEWAY_TYPES = {
     "loopback": "smsd.gateways.loopback",
     "modem": "smsd.gateways.modem",
     "smpp": "smsd.gateways.smpp",
+    "ucp": "smsd.gateways.ucp",
 }
 
 EMBEDDED_DEFAULT = """

@@ -36,7 +36,7 @@ from smsd.config import (
     load,
 )
 from smsd.configschema import Duration, convert, parse_duration
-from smsd.gateways import loopback, modem, smpp
+from smsd.gateways import loopback, modem, smpp, ucp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "etc", "smsd.toml")
@@ -54,7 +54,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "smtp": (SmtpSection,),
     "snpp": (SnppSection,),
     "sip": (SipSection,),
-    "gateway": (GatewaySection, loopback.Options, modem.Options, smpp.Options),
+    "gateway": (GatewaySection, loopback.Options, modem.Options, smpp.Options, ucp.Options),
     "route": (RouteSection,),
 }
 
@@ -605,10 +605,10 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_unknown_gateway_type(self) -> None:
         self.error(
-            '[[gateway]]\nid = "ucp1"\ntype = "ucp"\n',
-            "gateway.ucp1.type",
-            "'ucp'",
-            "known: loopback, modem, smpp",
+            '[[gateway]]\nid = "http1"\ntype = "http"\n',
+            "gateway.http1.type",
+            "'http'",
+            "known: loopback, modem, smpp, ucp",
         )
 
     def test_gateway_id_missing(self) -> None:
@@ -769,11 +769,11 @@ class DaemonTests(TempDirMixin, unittest.SynchronousTestCase):
         )
 
     def test_unknown_gateway_type(self) -> None:
-        self.write('[[gateway]]\nid = "ucp1"\ntype = "ucp"\n', "bad.toml")
+        self.write('[[gateway]]\nid = "http1"\ntype = "http"\n', "bad.toml")
         self.assertEqual(
             self.refusal("bad.toml"),
-            "smsd: bad.toml: gateway.ucp1.type: unknown gateway type 'ucp'"
-            " (known: loopback, modem, smpp)",
+            "smsd: bad.toml: gateway.http1.type: unknown gateway type 'http'"
+            " (known: loopback, modem, smpp, ucp)",
         )
 
     def test_unknown_section(self) -> None:

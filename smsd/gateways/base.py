@@ -11,6 +11,7 @@ handed it. Gateways never call channels and never touch the store.
 from __future__ import annotations
 
 import enum
+import random
 from typing import Any, Protocol
 
 from twisted.application.service import Service
@@ -80,3 +81,51 @@ class Gateway(Service):
     def status(self) -> dict[str, Any]:
         """What the health page shows about this gateway, beyond its state."""
         return {}
+
+    def hand_in(
+        self,
+        sender: str,
+        recipient: str,
+        text: str | None,
+        raw: bytes | None,
+        encoding: str,
+        concat: tuple[int, int, int] | None,
+        now: float,
+    ) -> Deferred[Any]:
+        """An SMS from a phone to the core: whole, or one part (``concat`` = ref, total,
+        seq) of a long one, which the store joins. Fires once committed."""
+        if concat is not None and concat[1] > 1:
+            ref, total, seq = concat
+            return self.events.receive_part(
+                InboundPart(
+                    self.id, sender, recipient, ref, total, seq or 1, text, raw, encoding, now
+                )
+            )
+        return self.events.receive(Inbound(self.id, sender, recipient, text, raw, encoding, now))
+
+
+def reconnect_delay(failures: int, low: float, high: float) -> float:
+    """Exponential back-off from ``low`` to ``high`` after ``failures`` failures in a row,
+    with 20% jitter so that links cut at once do not all call back at once."""
+    delay = min(high, low * 2 ** min(max(failures, 1) - 1, 30))
+    return delay * random.uniform(0.8, 1.2)
+
+
+def all_or_timeout(deferreds: list[Deferred[Any]], reactor: Any, timeout: float) -> Deferred[None]:
+    """Fires when every Deferred has fired, or after ``timeout`` (a drain at shutdown)."""
+    done: Deferred[None] = Deferred()
+    left = [len(deferreds)]
+    timer = reactor.callLater(timeout, lambda: done.called or done.callback(None))
+
+    def one(_: Any) -> None:
+        left[0] -= 1
+        if left[0] <= 0 and not done.called:
+            timer.cancel()
+            done.callback(None)
+
+    if not deferreds:
+        timer.cancel()
+        done.callback(None)
+    for d in deferreds:
+        d.addBoth(one)
+    return done

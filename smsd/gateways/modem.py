@@ -42,7 +42,7 @@ from protocols import at, tpdu
 from smsd import numbers
 from smsd.configschema import ConfigError, Duration, between, one_of, setting
 from smsd.gateways.base import Gateway, GatewayEvents, Health
-from smsd.model import Inbound, InboundPart, Message, PartResult, Report, State
+from smsd.model import Inbound, Message, PartResult, Report, State
 
 log = Logger()
 
@@ -801,32 +801,10 @@ class ModemGateway(Gateway):
         if sender and not sender.startswith("+") and sender.isdigit():
             with contextlib.suppress(numbers.NumberError):
                 sender = numbers.normalise(sender, self.default_country)
-        if decoded.concat is not None and decoded.concat.total > 1:
-            c = decoded.concat
-            return self.events.receive_part(
-                InboundPart(
-                    self.id,
-                    sender,
-                    self.options.number,
-                    c.ref,
-                    c.total,
-                    c.seq,
-                    decoded.text,
-                    decoded.data,
-                    decoded.encoding,
-                    now,
-                )
-            )
-        return self.events.receive(
-            Inbound(
-                self.id,
-                sender,
-                self.options.number,
-                decoded.text,
-                decoded.data,
-                decoded.encoding,
-                now,
-            )
+        c = decoded.concat
+        concat = (c.ref, c.total, c.seq) if c is not None else None
+        return self.hand_in(
+            sender, self.options.number, decoded.text, decoded.data, decoded.encoding, concat, now
         )
 
     # Timers ----------------------------------------------------------------

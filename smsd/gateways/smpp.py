@@ -24,7 +24,6 @@ the I/O, the timers and what the gateway decides:
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from typing import Any
 
@@ -40,8 +39,14 @@ from twisted.python.failure import Failure
 from protocols import smpp
 from smsd import numbers
 from smsd.configschema import ConfigError, Duration, one_of, setting
-from smsd.gateways.base import Gateway, GatewayEvents, Health
-from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State
+from smsd.gateways.base import (
+    Gateway,
+    GatewayEvents,
+    Health,
+    all_or_timeout,
+    reconnect_delay,
+)
+from smsd.model import Message, OutPart, PartResult, Report, State
 from smsd.tls import load_trust_root
 
 log = Logger()
@@ -311,7 +316,7 @@ class SmppGateway(Gateway):
             self._fail_queue("the gateway stopped before sending")
             self.set_health(Health.DOWN, "stopped")
             unbound = [b.closed for b in self.binds]
-            _all(unbound, self.reactor, 5.0).addBoth(lambda _: d.callback(None))
+            all_or_timeout(unbound, self.reactor, 5.0).addBoth(lambda _: d.callback(None))
 
         wait()
         return d
@@ -538,15 +543,9 @@ class SmppGateway(Gateway):
             concat = (pdu.tlv_int(0x020C), pdu.tlv_int(0x020E), pdu.tlv_int(0x020F))
         dc = p.get("data_coding", 0)
         text, raw, encoding = self._text(data, dc)
-        now = self.reactor.seconds()
-        if concat is not None and concat[1] and concat[1] > 1:
-            ref, total, seq = concat
-            return self.events.receive_part(
-                InboundPart(
-                    self.id, sender, recipient, ref or 0, total, seq or 1, text, raw, encoding, now
-                )
-            )
-        return self.events.receive(Inbound(self.id, sender, recipient, text, raw, encoding, now))
+        if concat is not None:
+            concat = (concat[0] or 0, concat[1] or 0, concat[2] or 1)
+        return self.hand_in(sender, recipient, text, raw, encoding, concat, self.reactor.seconds())
 
     def _text(self, data: bytes, dc: int) -> tuple[str | None, bytes | None, str]:
         """(text, None, encoding) for text codings, (None, octets, "8bit") for binary."""
@@ -556,26 +555,6 @@ class SmppGateway(Gateway):
         encoding = "ucs2" if dc == 0x08 or (dc & 0xEC) == 0x08 else "gsm7"
         default = self.options.default_alphabet
         return smpp.decode_short_message(data, dc, default_alphabet=default), None, encoding
-
-
-def _all(deferreds: list[Deferred[Any]], reactor: Any, timeout: float) -> Deferred[None]:
-    """Fires when every Deferred has fired, or after ``timeout``."""
-    done: Deferred[None] = Deferred()
-    left = [len(deferreds)]
-    timer = reactor.callLater(timeout, lambda: done.called or done.callback(None))
-
-    def one(_: Any) -> None:
-        left[0] -= 1
-        if left[0] <= 0 and not done.called:
-            timer.cancel()
-            done.callback(None)
-
-    if not deferreds:
-        timer.cancel()
-        done.callback(None)
-    for d in deferreds:
-        d.addBoth(one)
-    return done
 
 
 class _Bind:
@@ -627,8 +606,7 @@ class _Bind:
     def _backoff(self) -> float:
         o = self.gateway.options
         self.failures += 1
-        delay = min(o.reconnect_max, o.reconnect_min * 2 ** min(self.failures - 1, 30))
-        return delay * random.uniform(0.8, 1.2)
+        return reconnect_delay(self.failures, o.reconnect_min, o.reconnect_max)
 
     def _again(self, delay: float) -> None:
         self.gateway.bind_changed()

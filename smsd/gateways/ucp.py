@@ -24,7 +24,6 @@ OT 52/53 only there. This module adds the I/O, the timers and what the gateway d
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from typing import Any
 
@@ -38,9 +37,15 @@ from twisted.python.failure import Failure
 
 from protocols import ucp
 from smsd.configschema import ConfigError, Duration, between, one_of, setting
-from smsd.gateways.base import Gateway, GatewayEvents, Health
+from smsd.gateways.base import (
+    Gateway,
+    GatewayEvents,
+    Health,
+    all_or_timeout,
+    reconnect_delay,
+)
 from smsd.gateways.smpp import from_address, split_udh
-from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State
+from smsd.model import Message, OutPart, PartResult, Report, State
 
 log = Logger()
 
@@ -236,7 +241,7 @@ class UcpGateway(Gateway):
                 link.shutdown()
             self._fail_queue("the gateway stopped before sending")
             self.set_health(Health.DOWN, "stopped")
-            _all([link.closed for link in self.links], self.reactor, 5.0).addBoth(
+            all_or_timeout([link.closed for link in self.links], self.reactor, 5.0).addBoth(
                 lambda _: d.callback(None)
             )
 
@@ -441,35 +446,7 @@ class UcpGateway(Gateway):
         else:
             text, raw, encoding = None, m.data or b"", "8bit"
         concat, _ = split_udh(m.udh or b"")
-        now = self.reactor.seconds()
-        if concat is not None and concat[1] > 1:
-            ref, total, seq = concat
-            return self.events.receive_part(
-                InboundPart(
-                    self.id, sender, recipient, ref, total, seq or 1, text, raw, encoding, now
-                )
-            )
-        return self.events.receive(Inbound(self.id, sender, recipient, text, raw, encoding, now))
-
-
-def _all(deferreds: list[Deferred[Any]], reactor: Any, timeout: float) -> Deferred[None]:
-    """Fires when every Deferred has fired, or after ``timeout``."""
-    done: Deferred[None] = Deferred()
-    left = [len(deferreds)]
-    timer = reactor.callLater(timeout, lambda: done.called or done.callback(None))
-
-    def one(_: Any) -> None:
-        left[0] -= 1
-        if left[0] <= 0 and not done.called:
-            timer.cancel()
-            done.callback(None)
-
-    if not deferreds:
-        timer.cancel()
-        done.callback(None)
-    for d in deferreds:
-        d.addBoth(one)
-    return done
+        return self.hand_in(sender, recipient, text, raw, encoding, concat, self.reactor.seconds())
 
 
 class _Link:
@@ -515,8 +492,7 @@ class _Link:
     def _backoff(self) -> float:
         o = self.gateway.options
         self.failures += 1
-        delay = min(o.reconnect_max, o.reconnect_min * 2 ** min(self.failures - 1, 30))
-        return delay * random.uniform(0.8, 1.2)
+        return reconnect_delay(self.failures, o.reconnect_min, o.reconnect_max)
 
     def _again(self, delay: float) -> None:
         self.gateway.link_changed()

@@ -13,22 +13,19 @@ import email
 import email.policy
 import mailbox
 import os
-import shutil
 import smtplib
 import socket
-import tempfile
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
 from twisted.internet import defer, threads
 from twisted.internet import reactor as global_reactor
-from twisted.trial import unittest
 
 from smsd.channels import replies
-from smsd.config import load
 from smsd.model import Inbound, SenderPolicy, Submission, User
-from smsd.service import Smsd, make_service
+from smsd.service import Smsd
+from tests.daemon import DaemonCase
 from tests.fakes import sleep, wait_for
 from tests.process import swaks
 
@@ -81,13 +78,12 @@ class MailServer:
         return "250 OK"
 
 
-class RepliesCase(unittest.TestCase):
+class RepliesCase(DaemonCase):
     timeout = 30
 
     def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-replies-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.root: Smsd | None = None
+        super().setUp()
+        self.data_dir = self.data
         self.server = MailServer()
         self.relay_port = free_port()
 
@@ -102,27 +98,14 @@ class RepliesCase(unittest.TestCase):
         if relay:
             self.start_relay()
         self.port = free_port()
-        path = os.path.join(self.directory, "smsd.toml")
-        with open(path, "w") as f:
-            f.write(
-                CONFIG.format(
-                    port=self.port,
-                    relay=f"127.0.0.1:{self.relay_port}" if relay else "",
-                    inbound=inbound,
-                    smtp=smtp if "anonymous" in smtp else f"anonymous = true\n{smtp}",
-                    gateway=gateway or 'latency = "1ms"',
-                )
-            )
-        self.data_dir = os.path.join(self.directory, "data")
-        root = make_service(load(path, self.data_dir))
-        root.startService()
-        self.root = root
-        self.addCleanup(lambda: defer.ensureDeferred(self._stop()))
-        return root
-
-    async def _stop(self) -> None:
-        if self.root is not None and self.root.running:
-            await self.root.stopService()
+        config = CONFIG.format(
+            port=self.port,
+            relay=f"127.0.0.1:{self.relay_port}" if relay else "",
+            inbound=inbound,
+            smtp=smtp if "anonymous" in smtp else f"anonymous = true\n{smtp}",
+            gateway=gateway or 'latency = "1ms"',
+        )
+        return self.run_smsd(config)
 
     def mail(
         self, sender: str, to: str, body: str, message_id: str = "", envelope: str | None = None

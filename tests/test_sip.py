@@ -10,11 +10,9 @@ computed here with hashlib, independently of ``protocols/sip.py``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import re
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -23,11 +21,10 @@ from typing import Any
 import attrs
 from twisted.internet import defer, threads
 from twisted.internet import reactor as global_reactor
-from twisted.trial import unittest
 
-from smsd.config import load
 from smsd.model import Inbound, SenderPolicy, User
-from smsd.service import Smsd, make_service
+from smsd.service import Smsd
+from tests.daemon import DaemonCase
 from tests.fakes import wait_for
 from tests.process import free_port, need
 
@@ -158,31 +155,15 @@ class Phone:
         self.sock.close()
 
 
-class SipCase(unittest.TestCase):
+class SipCase(DaemonCase):
     timeout = 60
-
-    def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-sip-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.root: Smsd | None = None
 
     async def start(
         self, extra: str = "", trusted: str = '"127.0.0.1/32"', gateway: str = ""
     ) -> Smsd:
         self.port = free_port()
-        path = os.path.join(self.directory, "smsd.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG.format(port=self.port, extra=extra, trusted=trusted, gateway=gateway))
-        self.data = os.path.join(self.directory, "data")
-        root = make_service(load(path, self.data))
-        root.startService()
-        self.root = root
-        self.addCleanup(lambda: defer.ensureDeferred(self._stop()))
-        return root
-
-    async def _stop(self) -> None:
-        if self.root is not None and self.root.running:
-            await self.root.stopService()
+        config = CONFIG.format(port=self.port, extra=extra, trusted=trusted, gateway=gateway)
+        return self.run_smsd(config)
 
     async def add_alice(self, **kw: Any) -> None:
         assert self.root is not None
@@ -230,29 +211,6 @@ class SipCase(unittest.TestCase):
             method, uri, body, headers=f"Authorization: {auth}\r\n{extra}", cseq=2, **kw
         )
 
-    async def messages(self) -> list[dict[str, Any]]:
-        assert self.root is not None
-        out = []
-        for i in range(1, 100):
-            m = await self.root.store.get_message(i)
-            if m is None:
-                break
-            out.append(m)
-        return out
-
-    async def sent(self, count: int) -> list[dict[str, Any]]:
-        path = os.path.join(self.data, "loopback.jsonl")
-
-        def read() -> list[dict[str, Any]] | None:
-            try:
-                with open(path) as f:
-                    lines = [json.loads(line) for line in f if line.strip()]
-            except FileNotFoundError:
-                return None
-            return lines if len(lines) >= count else None
-
-        return await wait_for(read, what=f"{count} parts at the loopback gateway")
-
     def sipsak(
         self, text: str, *extra: str, method: str = "MESSAGE", headers: str = ""
     ) -> defer.Deferred[tuple[int, str]]:
@@ -299,9 +257,9 @@ class SipsakTests(SipCase):
         code, output = await self.sipsak("Server room too hot")
         self.assertEqual(code, 0, output)
         self.assertIn("202", output)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual((part["number"], part["text"]), ("+15551234567", "Server room too hot"))
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual((m["channel"], m["user"]), ("sip", None))
 
     async def test_message_with_digest_is_the_users(self) -> None:
@@ -310,9 +268,9 @@ class SipsakTests(SipCase):
         code, output = await self.sipsak("Hello from my desk", "-u", "alice", "-a", "s3cret")
         self.assertEqual(code, 0, output)
         self.assertIn("authorizing", output)  # challenged (401) first, as phones are
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual((part["text"], part["sender"]), ("Hello from my desk", DEDICATED))
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual((m["user"], m["reply_to"]), ("alice", "sip:alice@sms.example.org"))
 
     async def test_wrong_password_is_refused(self) -> None:
@@ -321,7 +279,7 @@ class SipsakTests(SipCase):
         code, output = await self.sipsak("x", "-u", "alice", "-a", "wrong")
         self.assertNotEqual(code, 0, output)
         self.assertIn("401", output)
-        self.assertEqual(await self.messages(), [])
+        self.assertEqual(await self.stored_messages(), [])
 
     async def test_register_then_an_answer_comes_back_to_the_phone(self) -> None:
         """The loop: REGISTER (sipsak), MESSAGE (sipsak) -> SMS -> the phone's answer ->
@@ -345,7 +303,7 @@ class SipsakTests(SipCase):
         self.assertEqual(binding.contact, f"sip:alice@127.0.0.1:{phone.port}")
         code, output = await self.sipsak("Are you there?", "-u", "alice", "-a", "s3cret")
         self.assertEqual(code, 0, output)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         taken = threads.deferToThread(phone.take, 200, 1)  # ignores the first: a retransmit
         await self.root.receiver.receive(  # type: ignore[union-attr]
             Inbound("loopback", part["number"], part["sender"] or DEDICATED, "Yes, here")
@@ -378,7 +336,7 @@ class MessageTests(SipCase):
         ):
             answer = await self.ask("MESSAGE", uri, b"hi")
             self.assertEqual(status_of(answer), 202, (uri, answer))
-        self.assertEqual({m["recipient"] for m in await self.messages()}, {"+15551234567"})
+        self.assertEqual({m["recipient"] for m in await self.stored_messages()}, {"+15551234567"})
 
     async def test_utf8_over_tcp_and_content_length_in_bytes(self) -> None:
         await self.start()
@@ -397,7 +355,7 @@ class MessageTests(SipCase):
 
         answer = (await threads.deferToThread(run)).lstrip(b"\r\n")
         self.assertEqual(status_of(answer), 202, answer)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual(part["text"], body.decode())
 
     async def test_error_answers(self) -> None:
@@ -419,7 +377,7 @@ class MessageTests(SipCase):
                 self.assertEqual(header(answer, "Accept")[:10], "text/plain")  # type: ignore[index]
             if status_of(answer) == 405:
                 self.assertEqual(header(answer, "Allow"), "MESSAGE, OPTIONS, REGISTER")
-        self.assertEqual(await self.messages(), [])
+        self.assertEqual(await self.stored_messages(), [])
 
     async def test_digest_needed_outside_trusted_networks(self) -> None:
         await self.start(trusted="")
@@ -439,7 +397,7 @@ class MessageTests(SipCase):
         self.assertEqual(status_of(wrong), 401)
         ok = await self.authorised("MESSAGE", uri, b"hi")
         self.assertEqual(status_of(ok), 202, ok)
-        self.assertEqual([m["user"] for m in await self.messages()], ["alice"])
+        self.assertEqual([m["user"] for m in await self.stored_messages()], ["alice"])
 
     async def test_a_user_without_rights_or_quota_is_403(self) -> None:
         await self.start(trusted="")
@@ -461,7 +419,7 @@ class MessageTests(SipCase):
         answer = await self.ask("MESSAGE", "sip:+15551234567@sms.example.org", b"hi")
         self.assertEqual(status_of(answer), 503, answer)
         self.assertEqual(header(answer, "Retry-After"), "60")
-        self.assertEqual(await self.messages(), [])
+        self.assertEqual(await self.stored_messages(), [])
 
     async def test_a_retransmission_is_answered_and_sent_once(self) -> None:
         await self.start()
@@ -472,8 +430,8 @@ class MessageTests(SipCase):
         answers += await self.udp(datagram, datagram)  # the phone did not hear the first
         self.assertEqual([status_of(a) for a in answers], [202, 202, 202])
         self.assertEqual(len({header(a, "To") for a in answers}), 1)  # the same To-tag
-        await self.sent(1)
-        self.assertEqual(len(await self.messages()), 1)
+        await self.loopback_parts(1)
+        self.assertEqual(len(await self.stored_messages()), 1)
 
     async def test_options_and_garbage(self) -> None:
         await self.start()
@@ -494,7 +452,7 @@ class MessageTests(SipCase):
         answer = await self.ask("OPTIONS", "sip:sms.example.org")
         self.assertEqual(status_of(answer), 200)
         self.assertEqual(header(answer, "Allow"), "MESSAGE, OPTIONS, REGISTER")
-        self.assertEqual(await self.messages(), [])
+        self.assertEqual(await self.stored_messages(), [])
 
 
 class RegisterTests(SipCase):

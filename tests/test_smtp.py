@@ -11,12 +11,10 @@ from __future__ import annotations
 import base64
 import email
 import os
-import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
-import tempfile
 from email.message import EmailMessage
 from typing import Any
 
@@ -25,12 +23,12 @@ from twisted.internet import reactor as global_reactor
 from twisted.trial import unittest
 
 from smsd.channels.smtp import AddressError, clean, parse_batch, parse_recipient, text_of
-from smsd.config import load
 from smsd.core.submit import Refused
 from smsd.core.users import hash_password
 from smsd.model import User
-from smsd.service import Smsd, make_service
+from smsd.service import Smsd
 from tests.certs import self_signed
+from tests.daemon import DaemonCase
 from tests.fakes import wait_for
 from tests.process import swaks
 
@@ -82,30 +80,14 @@ def mail(
     return m
 
 
-class SmtpCase(unittest.TestCase):
+class SmtpCase(DaemonCase):
     timeout = 30
-
-    def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-smtp-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.root: Smsd | None = None
 
     async def start(self, extra: str = "anonymous = true") -> Smsd:
         """smsd; ``extra``: [smtp] keys (most tests here send as an anonymous trusted
         sender; the default refusal of those has its own test)."""
         self.port = free_port()
-        path = os.path.join(self.directory, "smsd.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG.format(port=self.port, extra=extra))
-        root = make_service(load(path, os.path.join(self.directory, "data")))
-        root.startService()
-        self.root = root
-        self.addCleanup(lambda: defer.ensureDeferred(self._stop()))
-        return root
-
-    async def _stop(self) -> None:
-        if self.root is not None and self.root.running:
-            await self.root.stopService()
+        return self.run_smsd(CONFIG.format(port=self.port, extra=extra))
 
     def send(
         self, message: EmailMessage, *, to: list[str] | None = None, source: str = "127.0.0.1"
@@ -126,13 +108,7 @@ class SmtpCase(unittest.TestCase):
         return m
 
     async def last_messages(self, count: int) -> list[dict[str, Any]]:
-        assert self.root is not None
-        out = []
-        for i in range(1, 100):
-            m = await self.root.store.get_message(i)
-            if m is None:
-                break
-            out.append(m)
+        out = await self.stored_messages()
         self.assertEqual(len(out), count, out)
         return out
 

@@ -10,12 +10,8 @@ Assertions are on what the client reads and on what the loopback gateway sent.
 from __future__ import annotations
 
 import datetime
-import json
-import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from typing import Any
 
@@ -31,12 +27,13 @@ from twisted.trial import unittest
 
 from protocols import snpp
 from smsd.channels.snpp import PassCodes, SnppContext, SnppServer
-from smsd.config import SnppSection, load
+from smsd.config import SnppSection
 from smsd.core.submit import Accepted
 from smsd.core.users import hash_password
 from smsd.model import SenderPolicy, State, User
-from smsd.service import Smsd, make_service
-from tests.fakes import wait_for, wait_state
+from smsd.service import Smsd
+from tests.daemon import DaemonCase
+from tests.fakes import wait_state
 from tests.process import free_port, need
 
 reactor: Any = global_reactor
@@ -120,29 +117,10 @@ class Session:
         self.sock.close()
 
 
-class SnppCase(unittest.TestCase):
-    timeout = 40
-
-    def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-snpp-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.root: Smsd | None = None
-
+class SnppCase(DaemonCase):
     async def start(self, extra: str = "") -> Smsd:
         self.port = free_port()
-        path = os.path.join(self.directory, "smsd.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG.format(port=self.port, extra=extra))
-        self.data = os.path.join(self.directory, "data")
-        root = make_service(load(path, self.data))
-        root.startService()
-        self.root = root
-        self.addCleanup(lambda: defer.ensureDeferred(self._stop()))
-        return root
-
-    async def _stop(self) -> None:
-        if self.root is not None and self.root.running:
-            await self.root.stopService()
+        return self.run_smsd(CONFIG.format(port=self.port, extra=extra))
 
     async def add_user(self, name: str = "alice", password: str = "s3cret", **kw: Any) -> User:
         assert self.root is not None
@@ -165,30 +143,6 @@ class SnppCase(unittest.TestCase):
         """Each line's reply, in order (the socket is used in a thread)."""
         return threads.deferToThread(lambda: [s.ask(line) for line in lines])
 
-    async def messages(self) -> list[dict[str, Any]]:
-        assert self.root is not None
-        out = []
-        for i in range(1, 200):
-            m = await self.root.store.get_message(i)
-            if m is None:
-                break
-            out.append(m)
-        return out
-
-    async def sent(self, count: int, log: str = "loopback.jsonl") -> list[dict[str, Any]]:
-        """What the loopback gateway sent, once it has sent ``count`` parts."""
-        path = os.path.join(self.data, log)
-
-        def read() -> list[dict[str, Any]] | None:
-            try:
-                with open(path) as f:
-                    lines = [json.loads(line) for line in f if line.strip()]
-            except FileNotFoundError:
-                return None
-            return lines if len(lines) >= count else None
-
-        return await wait_for(read, what=f"{count} parts at the loopback gateway")
-
 
 def codes(replies: list[str]) -> list[int]:
     return [int(r[:3]) for r in replies]
@@ -205,9 +159,9 @@ class NetSnppTests(SnppCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertTrue(result.stdout.startswith("250 "), result.stdout)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual((part["number"], part["text"]), (ALICE, "Server room temperature high"))
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual((m["channel"], m["user"]), ("snpp", None))
         assert self.root is not None
         await wait_state(self.root.store, m["id"], State.DELIVERED)
@@ -221,11 +175,11 @@ class NetSnppTests(SnppCase):
             " or die 'send: ' . $s->message; $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        parts = await self.sent(2)
+        parts = await self.loopback_parts(2)
         self.assertEqual(sorted(p["number"] for p in parts), sorted([ALICE, BOB]))
         self.assertEqual({p["sender"] for p in parts}, {DEDICATED})
         self.assertEqual({p["text"] for p in parts}, {"Two phones"})
-        self.assertEqual({m["user"] for m in await self.messages()}, {"alice"})
+        self.assertEqual({m["user"] for m in await self.stored_messages()}, {"alice"})
 
     async def test_data_with_dot_stuffing(self) -> None:
         await self.start()
@@ -235,7 +189,7 @@ class NetSnppTests(SnppCase):
             " $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual(part["text"], "line one\n.dot line\nlast")
 
     async def test_hold_delays_delivery_to_the_given_time(self) -> None:
@@ -246,7 +200,7 @@ class NetSnppTests(SnppCase):
             " or die 'send: ' . $s->message; $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual(m["due_at"], hold)
         self.assertEqual(m["state"], "queued")
         assert self.root is not None
@@ -260,7 +214,7 @@ class NetSnppTests(SnppCase):
             " Alert => 1, Coverage => 'loopback') or die 'send: ' . $s->message; $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        messages = await self.messages()
+        messages = await self.stored_messages()
         self.assertEqual(sorted(m["recipient"] for m in messages), sorted([ALICE, BOB]))
         for m in messages:
             self.assertEqual(m["pin_gateway"], "loopback")
@@ -275,7 +229,7 @@ class NetSnppTests(SnppCase):
             " $s->_SEND() or die 'send: ' . $s->message; $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual(part["text"], "From Nurse station 4: Room 12: call button")
 
     async def test_caller_id_as_the_sender(self) -> None:
@@ -287,7 +241,7 @@ class NetSnppTests(SnppCase):
             " $s->content('smoke') or die; $s->_SEND() or die 'send: ' . $s->message; $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual((part["sender"], part["text"]), ("Alarms", "smoke"))
 
     async def test_address_book_name(self) -> None:
@@ -299,7 +253,7 @@ class NetSnppTests(SnppCase):
             " $s->quit;"
         )
         self.assertEqual(result.returncode, 0, result.stderr)
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual(part["number"], BOB)
 
     async def test_two_way_status_follows_the_delivery_report(self) -> None:
@@ -319,7 +273,7 @@ class NetSnppTests(SnppCase):
         _, tag, passcode, code = lines[0].split()
         self.assertEqual(code, "9")  # Net::SNPP's CMD_2WAYQUEUED: a 9xx answer
         self.assertEqual(len(passcode), 8)
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual(int(tag), m["id"])
         statuses = [line.split(" ", 2)[1:] for line in lines if line.startswith("status")]
         self.assertEqual(statuses[-1], ["880", "Delivered"])
@@ -350,7 +304,7 @@ class Level3Tests(SnppCase):
         self.assertIn("too late", replies[2].lower())
         [status] = await self.ask(s, f"MSTA {tag} {passcode}")
         self.assertRegex(status, rf"^750 {tag} \d{{12}}\+0000 Failed: cancelled by the sender")
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual((m["state"], m["error"]), ("failed", "cancelled by the sender"))
 
     async def test_two_way_pages_one_number(self) -> None:
@@ -380,7 +334,7 @@ class Level3Tests(SnppCase):
         self.assertIn("Not supported", replies[4])
         replies = await self.ask(s, f"PAGE {ALICE}", "MESS expiring", "SEND")
         self.assertEqual(codes(replies), [250, 250, 250])
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertAlmostEqual(m["expires_at"] - m["created_at"], 7200, delta=1)
 
     async def test_help_and_command_words(self) -> None:
@@ -394,7 +348,7 @@ class Level3Tests(SnppCase):
         self.assertTrue(any("MSTAtus" in line for line in lines))
         replies = await self.ask(s, f"pager {ALICE}", "Message lower case works", "send")
         self.assertEqual(codes(replies), [250, 250, 250])
-        [part] = await self.sent(1)
+        [part] = await self.loopback_parts(1)
         self.assertEqual(part["text"], "lower case works")
 
     async def test_error_codes_and_nothing_half_built_is_queued(self) -> None:
@@ -426,7 +380,7 @@ class Level3Tests(SnppCase):
         self.assertEqual(codes(replies), [*expected, 503, 250, 552, 221])
         self.assertIn("FROB", replies[0])
         self.assertTrue(await threads.deferToThread(s.closed))
-        self.assertEqual(await self.messages(), [])
+        self.assertEqual(await self.stored_messages(), [])
 
     async def test_long_line_and_long_data(self) -> None:
         await self.start("max_text = 200")
@@ -438,7 +392,7 @@ class Level3Tests(SnppCase):
         self.assertEqual(codes(replies), [550])
         replies = await self.ask(s, "MESS " + "z" * 150, "SEND")
         self.assertEqual(codes(replies), [250, 250])
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual(m["text"], "z" * 150)
 
     async def test_gateway_down_is_554_and_nothing_queued(self) -> None:
@@ -447,14 +401,14 @@ class Level3Tests(SnppCase):
         replies = await self.ask(s, "COVE spare", f"PAGE {ALICE}", "MESS x", "SEND")
         self.assertEqual(codes(replies), [250, 250, 250, 554])
         self.assertIn("No gateway is up", replies[3])
-        self.assertEqual(await self.messages(), [])
+        self.assertEqual(await self.stored_messages(), [])
 
     async def test_queue_when_down_if_configured(self) -> None:
         await self.start('when_down = "queue"')
         s = await self.session()
         replies = await self.ask(s, "COVE spare", f"PAGE {ALICE}", "MESS x", "SEND")
         self.assertEqual(codes(replies), [250, 250, 250, 250])
-        [m] = await self.messages()
+        [m] = await self.stored_messages()
         self.assertEqual((m["state"], m["pin_gateway"]), ("queued", "spare"))
 
     async def test_over_quota_is_554(self) -> None:
@@ -465,7 +419,7 @@ class Level3Tests(SnppCase):
         self.assertEqual(codes(replies), [250, 250, 250, 250])
         replies = await self.ask(s, f"PAGE {ALICE}", "MESS two", "SEND")
         self.assertEqual(codes(replies), [250, 250, 554])
-        self.assertEqual(len(await self.messages()), 1)
+        self.assertEqual(len(await self.stored_messages()), 1)
 
     async def test_login_failures_end_in_421(self) -> None:
         await self.start()
@@ -505,7 +459,7 @@ class Level3Tests(SnppCase):
         s.sock.sendall(batch)
         replies = await threads.deferToThread(lambda: [s.reply() for _ in range(9)])
         self.assertEqual(codes(replies), [250] * 9)
-        parts = await self.sent(3)
+        parts = await self.loopback_parts(3)
         self.assertEqual(sorted(p["text"] for p in parts), ["page 0", "page 1", "page 2"])
 
 

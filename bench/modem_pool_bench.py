@@ -26,7 +26,6 @@ again by the others. The timings are smsd's defaults unless given
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -39,6 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from twisted.internet import defer, task  # noqa: E402
 
+from bench.common import emit  # noqa: E402
 from smsd.config import load  # noqa: E402
 from smsd.gateways.base import Health  # noqa: E402
 from smsd.model import Submission  # noqa: E402
@@ -171,11 +171,7 @@ def main() -> None:
     def go(reactor: Any) -> defer.Deferred[None]:
         async def body() -> None:
             result = await run(reactor, args)
-            line = json.dumps(result)
-            print(line)
-            if args.record:
-                with open(os.path.join(HERE, "results.jsonl"), "a") as f:
-                    f.write(line + "\n")
+            emit(result, args.record)
 
         return defer.ensureDeferred(body())
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import socket
-import statistics
 import sys
 import time
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench.common import emit, latency_ms  # noqa: E402
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 CONFIG = """
@@ -115,16 +114,11 @@ def main() -> None:
         result.update(
             accepted=accepted,
             messages_per_s=round(accepted / seconds),
-            p50_ms=round(statistics.median(latencies) * 1000, 2),
-            p99_ms=round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            **latency_ms(latencies),
         )
     finally:
         smsd.cleanup()
-    line = json.dumps(result)
-    print(line)
-    if args.record:
-        with open(os.path.join(HERE, "results.jsonl"), "a") as f:
-            f.write(line + "\n")
+    emit(result, args.record)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import concurrent.futures
 import json
 import os
 import smtplib
-import statistics
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
+from bench.common import emit, latency_ms  # noqa: E402
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 CONFIG = """
@@ -153,8 +153,7 @@ def main() -> None:
         result.update(
             accepted=accepted,
             mails_per_s=round(accepted / seconds),
-            p50_ms=round(statistics.median(latencies) * 1000, 2),
-            p99_ms=round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            **latency_ms(latencies),
         )
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
@@ -169,11 +168,7 @@ def main() -> None:
     finally:
         smsd.cleanup()
         controller.stop()
-    line = json.dumps(result)
-    print(line)
-    if args.record:
-        with open(os.path.join(HERE, "results.jsonl"), "a") as f:
-            f.write(line + "\n")
+    emit(result, args.record)
 
 
 if __name__ == "__main__":

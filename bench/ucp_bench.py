@@ -39,6 +39,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from bench.common import emit  # noqa: E402
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 LOGIN, PASSWORD = "12345", "secret"
@@ -227,11 +228,7 @@ def main() -> None:
             sim.terminate()
             sim.wait(10)
         smsd.cleanup()
-    line = json.dumps(result)
-    print(line)
-    if args.record:
-        with open(os.path.join(HERE, "results.jsonl"), "a") as f:
-            f.write(line + "\n")
+    emit(result, args.record)
 
 
 if __name__ == "__main__":

@@ -401,14 +401,10 @@ def _headers_field() -> Headers:
     return Headers()
 
 
-@attrs.define(eq=True)
-class Request:
-    """A SIP request. ``uri`` is the Request-URI as text (see :func:`parse_uri`)."""
+class _HeaderViews:
+    """What requests and responses both read from their headers."""
 
-    method: str
-    uri: str
-    headers: Headers = attrs.field(factory=_headers_field)
-    body: bytes = b""
+    headers: Headers
 
     @property
     def call_id(self) -> str | None:
@@ -417,40 +413,35 @@ class Request:
     @property
     def cseq(self) -> tuple[int, str]:
         """(number, method) of the CSeq header. Raises :class:`SipError` (400)."""
-        return _cseq(self.headers, self)
+        return _cseq(self.headers, self)  # type: ignore[arg-type]
 
     @property
     def top_via(self) -> Via:
         """The topmost Via: the hop that sent this. Raises :class:`SipError` (400)."""
         value = self.headers.get("Via")
         if value is None:
-            raise SipError(400, "no Via", self)
+            raise SipError(400, "no Via", self)  # type: ignore[arg-type]
         return parse_via(value)
 
 
 @attrs.define(eq=True)
-class Response:
+class Request(_HeaderViews):
+    """A SIP request. ``uri`` is the Request-URI as text (see :func:`parse_uri`)."""
+
+    method: str
+    uri: str
+    headers: Headers = attrs.field(factory=_headers_field)
+    body: bytes = b""
+
+
+@attrs.define(eq=True)
+class Response(_HeaderViews):
     """A SIP response."""
 
     status: int
     reason: str
     headers: Headers = attrs.field(factory=_headers_field)
     body: bytes = b""
-
-    @property
-    def call_id(self) -> str | None:
-        return self.headers.get("Call-ID")
-
-    @property
-    def cseq(self) -> tuple[int, str]:
-        return _cseq(self.headers, self)
-
-    @property
-    def top_via(self) -> Via:
-        value = self.headers.get("Via")
-        if value is None:
-            raise SipError(400, "no Via", self)
-        return parse_via(value)
 
 
 def _cseq(headers: Headers, message: Request | Response) -> tuple[int, str]:

@@ -42,6 +42,7 @@ setup(
             "bitstring<5",
             "smpp.pdu3>=0.6",
             "smpp34>=1.5",
+            "slixmpp>=1.8",
             "ruff>=0.6",
         ],
     },

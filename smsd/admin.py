@@ -27,7 +27,7 @@ import attrs
 from twisted.internet import task
 from twisted.internet.defer import gatherResults
 
-from protocols import sip
+from protocols import sip, xmpp
 from smsd import numbers, text
 from smsd.config import Config, ConfigError, load
 from smsd.core.inbound import Receiver
@@ -480,6 +480,40 @@ async def inject(ctx: Context, args: argparse.Namespace) -> None:
     print(inbox_id, file=ctx.out)
 
 
+def check_jid(raw: str) -> str:
+    """A bare JID (user@domain), as the XMPP gateway links it."""
+    jid = xmpp.parse_jid(raw.strip())
+    if jid is None or not jid.user or jid.resource:
+        raise argparse.ArgumentTypeError(f"expected a bare JID like alice@example.org, got {raw!r}")
+    return jid.userhost()
+
+
+async def xmpp_link(ctx: Context, args: argparse.Namespace) -> None:
+    """The JID is this user's: it sends as them, and gets their SMS unless --no-inbound."""
+    now = ctx.reactor.seconds()
+    await ctx.store.link_jid(args.jid, args.name, not args.no_inbound, now)  # type: ignore[attr-defined]
+    print(f"linked {args.jid} to user {args.name}", file=ctx.out)
+
+
+async def xmpp_unlink(ctx: Context, args: argparse.Namespace) -> None:
+    if not await ctx.store.unlink_jid(args.jid):  # type: ignore[attr-defined]
+        raise AdminError(f"{args.jid} is not linked")
+    print(f"unlinked {args.jid}", file=ctx.out)
+
+
+async def xmpp_list(ctx: Context, args: argparse.Namespace) -> None:
+    links = await ctx.store.jid_links(args.user)  # type: ignore[attr-defined]
+    if args.json:
+        records = [{"jid": k.jid, "user": k.user, "inbound": k.inbound} for k in links]
+        json.dump(records, ctx.out, indent=2)
+        print(file=ctx.out)
+        return
+    rows = [["JID", "USER", "INBOUND"]]
+    rows += [[k.jid, k.user, "yes" if k.inbound else "no"] for k in links]
+    for line in _table(rows):
+        print(line, file=ctx.out)
+
+
 # -- the command line -------------------------------------------------------------------------
 
 
@@ -651,6 +685,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", required=True, metavar="N")
     p.add_argument("--gateway", metavar="ID", help="default: the first configured gateway")
     p.add_argument("text", metavar="TEXT")
+
+    chat = commands.add_parser("xmpp", help="JIDs linked to accounts (the XMPP gateway)")
+    links = chat.add_subparsers(dest="xmpp_command", required=True, metavar="ACTION")
+    p = command(links, "link", xmpp_link, "link a bare JID to an account")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("jid", metavar="JID", type=check_jid)
+    p.add_argument(
+        "--no-inbound", action="store_true", help="sends as the user, gets no SMS as chat"
+    )
+    p = command(links, "unlink", xmpp_unlink, "remove a JID's link")
+    p.add_argument("jid", metavar="JID", type=check_jid)
+    p = command(links, "list", xmpp_list, "the linked JIDs")
+    p.add_argument("--user", metavar="NAME", help="only this user's")
+    p.add_argument("--json", action="store_true")
     return parser
 
 

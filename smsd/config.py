@@ -247,6 +247,81 @@ class SnppSection:
     )
 
 
+def _client_endpoint(value: str) -> None:
+    from twisted.internet.endpoints import clientFromString
+
+    if value:
+        try:
+            clientFromString(_NoReactor(), value)
+        except Exception as e:  # the parser raises many kinds for bad strings
+            raise ValueError(
+                f"not a Twisted client endpoint like 'tcp:127.0.0.1:5347': {value!r} ({e})"
+            ) from None
+
+
+def _domain(value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*", value):
+        raise ValueError(f"not a domain name like 'sms.example.org': {value!r}")
+    return value.lower()
+
+
+def _domains(value: list[str]) -> list[str]:
+    return [_domain(v) for v in value]
+
+
+@attrs.frozen
+class XmppSection:
+    server: str = setting(
+        "",
+        "the XMPP server's component port, a Twisted client endpoint like"
+        " tcp:127.0.0.1:5347; empty: off",
+        _client_endpoint,
+    )
+    component: str = setting("", "the gateway's domain (XEP-0114); empty: [smsd] domain", _domain)
+    secret: str = setting("", "the component secret shared with the server (never logged)")
+    name: str = setting("SMS", "the gateway's name in service discovery")
+    trusted_domains: list[str] = setting(
+        factory=list,
+        doc="bare JIDs of these domains are the smsd users of the same name (alice@example.org"
+        " is user alice) without registering",
+        check=_domains,
+    )
+    allowed_domains: list[str] = setting(
+        factory=list, doc="only JIDs of these domains may use the gateway; []: any", check=_domains
+    )
+    registration: bool = setting(
+        True, "users may link their JID to their smsd account (jabber:iq:register)"
+    )
+    maxmsgs: int = setting(10, "most SMS parts a chat message may take", between(1, 128))
+    truncate: bool = setting(
+        False, "cut text that needs more than maxmsgs parts (else a not-acceptable error)"
+    )
+    offline: str = setting(
+        "store",
+        "an SMS for a user not seen online: store (sent anyway, their server keeps it)"
+        " or mail (to their mailbox instead)",
+        one_of("store", "mail"),
+    )
+    reconnect_min: Duration = setting(
+        Duration(1),
+        "first wait before connecting again after the stream was lost",
+        between(0.01, 3600),
+    )
+    reconnect_max: Duration = setting(
+        Duration(60), "the wait doubles up to this", between(0.01, 86400)
+    )
+    keepalive: Duration = setting(
+        Duration(60),
+        "ping through the server this often; no answer within as long: reconnect",
+        between(1, 86400),
+    )
+    receipts: int = setting(
+        100_000,
+        "most sent messages whose delivery receipt (XEP-0184) is remembered, in memory",
+        between(0, 10_000_000),
+    )
+
+
 def parse_udp(value: str) -> tuple[int, str] | None:
     """``udp:5060[:interface=ADDR]`` -> (5060, ADDR or ""); None for another endpoint
     (Twisted's endpoint strings have no UDP, so SIP reads its own)."""
@@ -385,6 +460,7 @@ class Config:
     http: HttpSection
     smtp: SmtpSection
     snpp: SnppSection
+    xmpp: XmppSection
     sip: SipSection
     gateways: list[GatewayConfig]
     routes: list[RouteSection]
@@ -423,6 +499,7 @@ _SECTIONS = {
     "http": HttpSection,
     "smtp": SmtpSection,
     "snpp": SnppSection,
+    "xmpp": XmppSection,
     "sip": SipSection,
 }
 

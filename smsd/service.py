@@ -41,6 +41,7 @@ from smsd.channels.sip import (
 from smsd.channels.smtp import SmtpContext, SmtpFactory
 from smsd.channels.snpp import SnppContext, SnppFactory
 from smsd.channels.trust import networks
+from smsd.channels.xmpp import XmppContext, XmppGateway
 from smsd.config import Config, ConfigError, gateway_module, load, parse_udp, resolve
 from smsd.core.dispatch import Dispatcher
 from smsd.core.inbound import Receiver
@@ -323,6 +324,10 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
         _smtp_channels(root, config, submitter, directory, reactor)
     if config.snpp.listen:
         _snpp_channels(root, config, submitter, directory, dispatcher, notify)
+    if config.xmpp.server:
+        xmpp = _xmpp_channel(root, config, submitter, directory)
+        replies.add_destination(xmpp)
+        listeners.append(xmpp.changes)
     if config.sip.listen:
         replies.add_destination(_sip_channels(root, config, submitter, directory, dispatcher))
     if config.http.workers:
@@ -442,6 +447,29 @@ def _sip_channels(
             root.channels.append(SipUdpService(core, root.reactor, *udp))
             root.listen.append(description)
     return SipDestination(core)
+
+
+def _xmpp_channel(
+    root: Smsd, config: Config, submitter: Submitter, directory: Directory
+) -> XmppGateway:
+    """``[xmpp] server``: smsd as a component of the site's XMPP server (XEP-0114)."""
+    from twisted.internet.endpoints import clientFromString
+
+    if not config.xmpp.secret:
+        raise ConfigError(f"{config.path}: xmpp.secret: needed with xmpp.server")
+    context = XmppContext(
+        submitter=submitter,
+        directory=directory,
+        store=root.store,
+        settings=config.xmpp,
+        domain=config.xmpp.component or config.smsd.domain,
+        default_country=config.smsd.default_country,
+    )
+    endpoint = clientFromString(root.reactor, config.xmpp.server)
+    gateway = XmppGateway(context, root.reactor, endpoint)
+    root.channels.append(gateway)
+    root.listen.append(f"xmpp {config.xmpp.server}")
+    return gateway
 
 
 def _snpp_groups(config: Config) -> dict[str, tuple[str, ...]]:

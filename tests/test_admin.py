@@ -545,3 +545,36 @@ class WithDaemonTests(AdminCase):
         self.assertEqual(stats["states"].get("delivered"), 1)
         user = json.loads(self.run_admin("user", "show", "alice", "--json"))
         self.assertEqual(user["used_this_month"], 1)
+
+
+class XmppLinkTests(AdminCase):
+    """smsd-admin xmpp link/unlink/list: which JIDs are which user's, for the XMPP gateway."""
+
+    async def test_link_list_unlink(self) -> None:
+        self.add_user("alice")
+        self.assertIn("linked", self.ok("xmpp", "link", "alice", "Alice@Example.org"))
+        self.ok("xmpp", "link", "alice", "desk@example.org", "--no-inbound")
+        links = json.loads(self.ok("xmpp", "list", "--json"))
+        self.assertEqual(
+            links,
+            [
+                {"jid": "alice@example.org", "user": "alice", "inbound": True},
+                {"jid": "desk@example.org", "user": "alice", "inbound": False},
+            ],
+        )
+        owner = await self.in_store(lambda s: s.jid_owner("ALICE@example.org"))  # type: ignore[attr-defined]
+        self.assertEqual(owner, "alice")
+        self.assertIn("desk@example.org", self.ok("xmpp", "list", "--user", "alice"))
+        self.ok("xmpp", "unlink", "desk@example.org")
+        self.assertIn("not linked", self.fails(1, "xmpp", "unlink", "desk@example.org"))
+        self.assertEqual(len(json.loads(self.ok("xmpp", "list", "--json"))), 1)
+
+    def test_bad_jid_and_unknown_user(self) -> None:
+        self.assertIn("bare JID", self.fails(2, "xmpp", "link", "alice", "alice@example.org/desk"))
+        self.assertIn("no user 'ghost'", self.fails(1, "xmpp", "link", "ghost", "g@example.org"))
+
+    async def test_deleting_the_user_drops_the_links(self) -> None:
+        self.add_user("alice")
+        self.ok("xmpp", "link", "alice", "alice@example.org")
+        self.ok("user", "del", "alice")
+        self.assertEqual(json.loads(self.ok("xmpp", "list", "--json")), [])

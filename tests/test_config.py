@@ -33,6 +33,7 @@ from smsd.config import (
     SnppSection,
     StoreSection,
     TextSection,
+    XmppSection,
     load,
 )
 from smsd.configschema import Duration, convert, parse_duration
@@ -53,6 +54,7 @@ SECTIONS: dict[str, tuple[type, ...]] = {
     "http": (HttpSection,),
     "smtp": (SmtpSection,),
     "snpp": (SnppSection,),
+    "xmpp": (XmppSection,),
     "sip": (SipSection,),
     "gateway": (GatewaySection, loopback.Options, modem.Options, smpp.Options, ucp.Options),
     "route": (RouteSection,),
@@ -267,7 +269,7 @@ class ExampleFileTests(TempDirMixin, unittest.SynchronousTestCase):
 
     def test_one_active_loopback_gateway(self) -> None:
         active = [h for h in self.example.headers if not h.commented]
-        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:9], "gateway"])
+        self.assertEqual([h.name for h in active], [*list(SECTIONS)[:10], "gateway"])
         values = {
             e.key: e.value
             for e in self.example.entries
@@ -389,7 +391,7 @@ class ConfigErrorTests(TempDirMixin, unittest.SynchronousTestCase):
             '[ldap]\nurl = "ldap://localhost"\n' + GATEWAY,
             "ldap",
             "unknown section",
-            "dispatch, gateway, http, inbound, route, sip, smsd, smtp, snpp, store, text",
+            "dispatch, gateway, http, inbound, route, sip, smsd, smtp, snpp, store, text, xmpp",
         )
 
     def test_section_not_a_table(self) -> None:

@@ -43,6 +43,7 @@ from smsd.store import (
     UserExists,
     owners,
     sip,
+    xmpp,
 )
 from smsd.store.schema import migrate
 from smsd.worker import WorkerThread
@@ -259,6 +260,20 @@ class SQLiteStore:
         self, user: str, changes: list[sip.Binding], remove_all: bool, now: float
     ) -> Deferred[list[sip.Binding]]:
         return self._writer.run(sip.register, user, changes, remove_all, now)
+
+    # XMPP links -------------------------------------------------------------------
+
+    def link_jid(self, jid: str, user: str, inbound: bool, now: float) -> Deferred[None]:
+        return self._writer.run(xmpp.link, jid, user, inbound, now)
+
+    def unlink_jid(self, jid: str) -> Deferred[bool]:
+        return self._writer.run(xmpp.unlink, jid)
+
+    def jid_owner(self, jid: str) -> Deferred[str | None]:
+        return self._reader.run(xmpp.owner, jid)
+
+    def jid_links(self, user: str | None = None) -> Deferred[list[xmpp.Link]]:
+        return self._reader.run(xmpp.links, user)
 
     # Users -----------------------------------------------------------------
 

@@ -33,14 +33,20 @@ class DaemonCase(unittest.TestCase):
         self.data = os.path.join(self.directory, "data")
         self.root: Smsd | None = None
 
-    def run_smsd(self, config: str) -> Smsd:
+    def build_smsd(self, config: str) -> Smsd:
+        """smsd made from ``config`` but not started (to add users first); stopped in
+        cleanup once started."""
         path = os.path.join(self.directory, "smsd.toml")
         with open(path, "w") as f:
             f.write(config)
         root = make_service(load(path, self.data))
-        root.startService()
         self.root = root
         self.addCleanup(lambda: defer.ensureDeferred(self._stop_smsd()))
+        return root
+
+    def run_smsd(self, config: str) -> Smsd:
+        root = self.build_smsd(config)
+        root.startService()
         return root
 
     async def _stop_smsd(self) -> None:

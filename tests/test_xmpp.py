@@ -10,7 +10,6 @@ the end with a fake stream.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -19,7 +18,6 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import defer
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import succeed
 from twisted.internet.task import deferLater
@@ -36,6 +34,7 @@ from smsd.core.users import hash_password
 from smsd.model import Inbound, SenderPolicy, State, User
 from smsd.service import Smsd, make_service
 from smsd.store import Change
+from tests.daemon import DaemonCase
 from tests.fakes import wait_for
 from tests.peers.prosody import Prosody
 from tests.xmppclient import Client
@@ -86,25 +85,19 @@ gateways = ["loopback"]
 """
 
 
-class XmppCase(unittest.TestCase):
+class XmppCase(DaemonCase):
     timeout = 60
 
     def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-xmpp-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
+        super().setUp()
         self.prosody = Prosody(component_domain=DOMAIN)
         self.addCleanup(self.prosody.close)
         for name in ("alice", "bob", "carol"):
             self.prosody.add_user(name, PASSWORD)
         self.prosody.start()
-        self.root: Smsd | None = None
 
     async def start(self, extra: str = 'trusted_domains = ["example.org"]') -> Smsd:
-        path = os.path.join(self.directory, "smsd.toml")
-        with open(path, "w") as f:
-            f.write(CONFIG.format(port=self.prosody.component_port, extra=extra))
-        self.data = os.path.join(self.directory, "data")
-        root = make_service(load(path, self.data))
+        root = self.build_smsd(CONFIG.format(port=self.prosody.component_port, extra=extra))
         await root.store.add_user(
             User(
                 "alice",
@@ -117,8 +110,6 @@ class XmppCase(unittest.TestCase):
         await root.store.add_user(User("bob", password_hash=hash_password("b0b")))
         await root.store.add_user(User("carol", monthly_limit=1))
         root.startService()
-        self.root = root
-        self.addCleanup(lambda: defer.ensureDeferred(self._stop()))
         await wait_for(lambda: self.gateway.stream.connected, what="the component stream")
         return root
 
@@ -127,29 +118,11 @@ class XmppCase(unittest.TestCase):
         assert self.root is not None
         return next(c for c in self.root.channels if isinstance(c, XmppGateway))
 
-    async def _stop(self) -> None:
-        if self.root is not None and self.root.running:
-            await self.root.stopService()
-
     async def client(self, name: str = "alice") -> Client:
         c = Client(f"{name}@example.org", PASSWORD, self.prosody.c2s_port)
         self.addCleanup(c.disconnect)
         await c.connect()
         return c
-
-    async def sent(self, count: int, log: str = "loopback.jsonl") -> list[dict[str, Any]]:
-        """What the loopback gateway sent, once it has sent ``count`` parts."""
-        path = os.path.join(self.data, log)
-
-        def read() -> list[dict[str, Any]] | None:
-            try:
-                with open(path) as f:
-                    lines = [json.loads(line) for line in f if line.strip()]
-            except FileNotFoundError:
-                return None
-            return lines if len(lines) >= count else None
-
-        return await wait_for(read, what=f"{count} parts at the loopback gateway")
 
     async def sms_from(self, phone: str, text: str, to: str = DEDICATED) -> int:
         assert self.root is not None and self.root.receiver is not None
@@ -191,7 +164,7 @@ class LoopTests(XmppCase):
         await self.start()
         alice = await self.client()
         await alice.message(CONTACT, "Hello from chat")
-        (part,) = await self.sent(1)
+        (part,) = await self.loopback_parts(1)
         self.assertEqual(part["number"], PHONE)
         self.assertEqual(part["sender"], DEDICATED)  # her dedicated number, by her policy
         self.assertEqual(part["text"], "Hello from chat")
@@ -205,7 +178,7 @@ class LoopTests(XmppCase):
         await self.start()
         alice = await self.client()
         await alice.message(f"{PHONE[1:]}@{DOMAIN}", "no plus")
-        (part,) = await self.sent(1)
+        (part,) = await self.loopback_parts(1)
         self.assertEqual(part["number"], PHONE)
         await self.sms_from(PHONE, "answer")
         await alice.wait(chat_from(CONTACT, "answer"), "the answer from the canonical JID")
@@ -214,7 +187,7 @@ class LoopTests(XmppCase):
         await self.start()
         alice = await self.client()
         await alice.message(CONTACT, "I will be away")
-        await self.sent(1)
+        await self.loopback_parts(1)
         await alice.disconnect()
         inbox_id = await self.sms_from(PHONE, "while you were out")
         state = await self.settled(inbox_id)
@@ -227,7 +200,7 @@ class LoopTests(XmppCase):
         await self.start('trusted_domains = ["example.org"]\noffline = "mail"')
         alice = await self.client()
         await alice.message(CONTACT, "I will be away")
-        await self.sent(1)
+        await self.loopback_parts(1)
         await alice.disconnect()
         await wait_for(lambda: not self.gateway.online, what="alice seen offline")
         inbox_id = await self.sms_from(PHONE, "for your mailbox")
@@ -247,7 +220,7 @@ class LoopTests(XmppCase):
         await self.start()
         alice = await self.client()
         await alice.message(CONTACT, "before")
-        await self.sent(1)
+        await self.loopback_parts(1)
         await alice.disconnect()
         self.prosody.stop()
         await wait_for(lambda: not self.gateway.stream.connected, what="the stream lost")
@@ -265,7 +238,7 @@ class LoopTests(XmppCase):
         state = await self.settled(inbox_id)
         self.assertEqual(state["delivered_to"], "xmpp:alice@example.org")
         await again.message(CONTACT, "after")
-        parts = await self.sent(2)
+        parts = await self.loopback_parts(2)
         self.assertEqual(parts[1]["text"], "after")
 
     async def test_shutdown_says_unavailable(self) -> None:
@@ -393,7 +366,7 @@ class RegisterTests(XmppCase):
         self.assertIsNotNone(form["payload"].find(f"{{{xmpp.NS_REGISTER}}}registered"))
 
         await bob.message(CONTACT, "registered now")
-        (part,) = await self.sent(1)
+        (part,) = await self.loopback_parts(1)
         self.assertEqual(part["text"], "registered now")
 
         gone = await bob.iq(DOMAIN, "set", f"<query xmlns='{xmpp.NS_REGISTER}'><remove/></query>")
@@ -424,7 +397,7 @@ class ErrorTests(XmppCase):
         await self.start()
         carol = await self.client("carol")
         await carol.message(CONTACT, "one")
-        await self.sent(1)
+        await self.loopback_parts(1)
         mid = await carol.message(CONTACT, "two")
         error = await self.error_for(carol, mid)
         self.assertEqual(error["error"], "policy-violation")
@@ -445,10 +418,10 @@ class ErrorTests(XmppCase):
         )
         await alice.message(CONTACT, "   ")
         await alice.message(CONTACT, "the real one")
-        (part,) = await self.sent(1)
+        (part,) = await self.loopback_parts(1)
         self.assertEqual(part["text"], "the real one")
         await deferLater(reactor, 0.2, lambda: None)
-        self.assertEqual(len(await self.sent(1)), 1)
+        self.assertEqual(len(await self.loopback_parts(1)), 1)
         errors = [s for s in alice.stanzas if s["type"] == "error"]
         self.assertEqual(errors, [], first)
 

@@ -29,9 +29,9 @@ from typing import Any
 
 import attrs
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -39,13 +39,8 @@ from twisted.python.failure import Failure
 from protocols import smpp
 from smsd import numbers
 from smsd.configschema import ConfigError, Duration, one_of, setting
-from smsd.gateways.base import (
-    Gateway,
-    GatewayEvents,
-    Health,
-    all_or_timeout,
-    reconnect_delay,
-)
+from smsd.gateways.base import Gateway, GatewayEvents, Health, all_or_timeout
+from smsd.gateways.link import ReconnectingLink
 from smsd.model import Message, OutPart, PartResult, Report, State
 from smsd.tls import load_trust_root
 
@@ -557,33 +552,25 @@ class SmppGateway(Gateway):
         return smpp.decode_short_message(data, dc, default_alphabet=default), None, encoding
 
 
-class _Bind:
+class _Bind(ReconnectingLink):
     """One connection to the SMSC and its bind: reconnects, window, pauses."""
 
     def __init__(self, gateway: SmppGateway, mode: str, index: int) -> None:
-        self.gateway = gateway
+        super().__init__(gateway)
+        self.gateway: SmppGateway = gateway
         self.mode = mode
         self.index = index
-        self.reactor = gateway.reactor
         self.protocol: _SmppProtocol | None = None
         self.bound = False
-        self.problem = ""
-        self.failures = 0  # connection attempts in a row that came to nothing
         self.paused_until = 0.0
         self.throttle = 0.0  # current pause after "throttled"; doubles, resets on success
-        self.stopping = False
-        self.closed: Deferred[None] = succeed(None)
-        self._retry: Any = None
         self._unbind_timeout: Any = None  # closes the connection if unbind_resp never comes
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = self.reactor
 
     # Connection ------------------------------------------------------------
 
-    def connect(self) -> None:
-        self._retry = None
-        if self.stopping:
-            return
+    def endpoint(self) -> Any:
         o = self.gateway.options
         endpoint: Any = HostnameEndpoint(self.reactor, o.host, o.port, timeout=10)
         if o.tls:
@@ -594,24 +581,13 @@ class _Bind:
                 else ssl.optionsForClientTLS(o.host, trustRoot=trust)
             )
             endpoint = wrapClientTLS(options, endpoint)
-        self.closed = Deferred()
-        d = endpoint.connect(Factory.forProtocol(lambda: _SmppProtocol(self)))
-        d.addErrback(self._not_connected)
+        return endpoint
 
-    def _not_connected(self, failure: Failure) -> None:
-        self.problem = f"cannot connect: {failure.getErrorMessage()}"
-        self.closed.callback(None)
-        self._again(self._backoff())
+    def new_protocol(self) -> _SmppProtocol:
+        return _SmppProtocol(self)
 
-    def _backoff(self) -> float:
-        o = self.gateway.options
-        self.failures += 1
-        return reconnect_delay(self.failures, o.reconnect_min, o.reconnect_max)
-
-    def _again(self, delay: float) -> None:
+    def changed(self) -> None:
         self.gateway.bind_changed()
-        if not self.stopping and self._retry is None:
-            self._retry = self.reactor.callLater(delay, self.connect)
 
     def connected(self, protocol: _SmppProtocol) -> None:
         self.protocol = protocol
@@ -647,9 +623,7 @@ class _Bind:
         self._again(self._backoff() if not was_bound else self.gateway.options.reconnect_min)
 
     def shutdown(self) -> None:
-        self.stopping = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
+        self._cancel_retry()
         if self.protocol is None:
             return
         if self.bound:

@@ -28,22 +28,17 @@ from collections import deque
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from protocols import ucp
 from smsd.configschema import ConfigError, Duration, between, one_of, setting
-from smsd.gateways.base import (
-    Gateway,
-    GatewayEvents,
-    Health,
-    all_or_timeout,
-    reconnect_delay,
-)
+from smsd.gateways.base import Gateway, GatewayEvents, Health, all_or_timeout
+from smsd.gateways.link import ReconnectingLink
 from smsd.gateways.smpp import from_address, split_udh
 from smsd.model import Message, OutPart, PartResult, Report, State
 
@@ -449,24 +444,19 @@ class UcpGateway(Gateway):
         return self.hand_in(sender, recipient, text, raw, encoding, concat, self.reactor.seconds())
 
 
-class _Link:
+class _Link(ReconnectingLink):
     """One connection to the SMSC: connect, log in, keep alive, time out, reconnect."""
 
     def __init__(self, gateway: UcpGateway, role: str, port: int) -> None:
-        self.gateway = gateway
+        super().__init__(gateway)
+        self.gateway: UcpGateway = gateway
         self.role = role  # "main" sends (and receives); "inbound" only receives
         self.port = port
-        self.reactor = gateway.reactor
         self.protocol: _UcpProtocol | None = None
         self.ready = False  # connected and, if a login is configured, logged in
         self.draining = False  # an ACK timed out: no new submits, close once answered
-        self.problem = ""
-        self.failures = 0
         self.paused_until = 0.0
         self.throttle = 0.0
-        self.stopping = False
-        self.closed: Deferred[None] = succeed(None)
-        self._retry: Any = None
         o = gateway.options
         self._ticker = LoopingCall(self._tick)
         self._ticker.clock = self.reactor
@@ -474,30 +464,15 @@ class _Link:
 
     # Connection ------------------------------------------------------------
 
-    def connect(self) -> None:
-        self._retry = None
-        if self.stopping:
-            return
+    def endpoint(self) -> Any:
         o = self.gateway.options
-        endpoint = HostnameEndpoint(self.reactor, o.host, self.port, timeout=10)
-        self.closed = Deferred()
-        d = endpoint.connect(Factory.forProtocol(lambda: _UcpProtocol(self)))
-        d.addErrback(self._not_connected)
+        return HostnameEndpoint(self.reactor, o.host, self.port, timeout=10)
 
-    def _not_connected(self, failure: Failure) -> None:
-        self.problem = f"cannot connect: {failure.getErrorMessage()}"
-        self.closed.callback(None)
-        self._again(self._backoff())
+    def new_protocol(self) -> _UcpProtocol:
+        return _UcpProtocol(self)
 
-    def _backoff(self) -> float:
-        o = self.gateway.options
-        self.failures += 1
-        return reconnect_delay(self.failures, o.reconnect_min, o.reconnect_max)
-
-    def _again(self, delay: float) -> None:
+    def changed(self) -> None:
         self.gateway.link_changed()
-        if not self.stopping and self._retry is None:
-            self._retry = self.reactor.callLater(delay, self.connect)
 
     def connected(self, protocol: _UcpProtocol) -> None:
         self.protocol = protocol
@@ -536,10 +511,7 @@ class _Link:
         self._again(self.gateway.options.reconnect_min if was_ready else self._backoff())
 
     def shutdown(self) -> None:
-        self.stopping = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
+        self._cancel_retry()
         self._close()
 
     def _close(self) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 
+from smsd.configschema import ConfigError
 from smsd.model import Inbound, InboundPart, Message, PartResult, Report
 
 
@@ -102,6 +103,17 @@ class Gateway(Service):
                 )
             )
         return self.events.receive(Inbound(self.id, sender, recipient, text, raw, encoding, now))
+
+
+def check_within_send_timeout(path: str, common: Any, key: str, value: float) -> None:
+    """A driver's own answer timeout must run out before the dispatcher's ``send_timeout``:
+    otherwise the dispatcher gives the message up (and may send it again elsewhere)
+    while the driver still waits for the network's answer. Raises ConfigError."""
+    if common.send_timeout and value >= common.send_timeout:
+        raise ConfigError(
+            f"{path}: gateway.{common.id}.{key}: must be shorter than send_timeout"
+            f" ({common.send_timeout:g}s), or a slow answer could send the message twice"
+        )
 
 
 def reconnect_delay(failures: int, low: float, high: float) -> float:

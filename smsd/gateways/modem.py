@@ -40,8 +40,8 @@ from twisted.python.failure import Failure
 
 from protocols import at, tpdu
 from smsd import numbers
-from smsd.configschema import ConfigError, Duration, between, one_of, setting
-from smsd.gateways.base import Gateway, GatewayEvents, Health
+from smsd.configschema import Duration, between, one_of, setting
+from smsd.gateways.base import Gateway, GatewayEvents, Health, check_within_send_timeout
 from smsd.model import Inbound, Message, PartResult, Report, State
 
 log = Logger()
@@ -902,11 +902,7 @@ def _dbm(rssi: int | None) -> int | None:
 
 
 def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> ModemGateway:
-    if common.send_timeout and options.cmgs_timeout >= common.send_timeout:
-        raise ConfigError(
-            f"{context.config.path}: gateway.{common.id}.cmgs_timeout: must be shorter than"
-            f" send_timeout ({common.send_timeout:g}s), or a slow send could go out twice"
-        )
+    check_within_send_timeout(context.config.path, common, "cmgs_timeout", options.cmgs_timeout)
     return ModemGateway(
         common.id,
         events,

@@ -37,7 +37,13 @@ from twisted.python.failure import Failure
 
 from protocols import ucp
 from smsd.configschema import ConfigError, Duration, between, one_of, setting
-from smsd.gateways.base import Gateway, GatewayEvents, Health, all_or_timeout
+from smsd.gateways.base import (
+    Gateway,
+    GatewayEvents,
+    Health,
+    all_or_timeout,
+    check_within_send_timeout,
+)
 from smsd.gateways.link import ReconnectingLink
 from smsd.gateways.smpp import from_address, split_udh
 from smsd.model import Message, OutPart, PartResult, Report, State
@@ -711,11 +717,7 @@ def make(common: Any, options: Options, events: GatewayEvents, context: Any) -> 
             f"{label}.window: at most {ucp.MAX_WINDOW} on a UCP link (TRNs 00-99),"
             f" got {common.window}"
         )
-    if common.send_timeout and options.ack_timeout >= common.send_timeout:
-        raise ConfigError(
-            f"{label}.ack_timeout: must be shorter than send_timeout"
-            f" ({common.send_timeout:g}s), or a slow ACK could send the message twice"
-        )
+    check_within_send_timeout(context.config.path, common, "ack_timeout", options.ack_timeout)
     return UcpGateway(
         common.id,
         events,

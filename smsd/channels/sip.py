@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import ipaddress
 import os
 import socket
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -355,18 +356,30 @@ class SipCore:
 
         Over UDP from our own port (so the answer finds us); over TCP only on the
         connection the phone registered on, while it is open (phones behind a NAT
-        accept no new connection).
+        accept no new connection). A host name is resolved without blocking the
+        reactor (no SRV or NAPTR: a phone's Contact is an address).
         """
+        return ensureDeferred(self._send_message(uri, sender, text, transport, source))
+
+    async def _send_message(
+        self, uri: str, sender: str, text: str, transport: str, source: str
+    ) -> bool:
         try:
             target = sip.parse_uri(uri)
         except sip.SipError:
-            return succeed(False)
+            return False
         connection = self.tcp.get(source) if transport == "tcp" else None
         if connection is None and self.udp is None:
-            return succeed(False)
-        host, port = target.host, target.port or 5060
+            return False
+        host, port = target.host.strip("[]"), target.port or 5060
         if connection is not None:
             host, port = connection.peer.host, connection.peer.port
+        elif not _is_address(host):
+            try:
+                host = await self.reactor.resolve(host)
+            except Exception as e:
+                log.warn("cannot resolve {host}: {why}", host=host, why=str(e))
+                return False
         local = connection.local if connection is not None else self._local_for(host)
         request = sip.make_message(
             uri,
@@ -388,7 +401,7 @@ class SipCore:
 
         self.clients[branch] = (tx, done, write)
         self._step(branch, tx.start(self.reactor.seconds()))
-        return done
+        return await done
 
     def _local_for(self, host: str) -> tuple[str, int]:
         """Our address as the phone sees it, for the Via (no packet is sent)."""
@@ -462,6 +475,14 @@ def _answer_for(e: Refused, retry_after: float) -> Answer:
     if "more than maxmsgs" in e.reason:
         return Answer(413, e.reason)
     return Answer(400, e.reason)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _int(value: str | None, default: int) -> int:

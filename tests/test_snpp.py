@@ -307,6 +307,24 @@ class Level3Tests(SnppCase):
         [m] = await self.stored_messages()
         self.assertEqual((m["state"], m["error"]), ("failed", "cancelled by the sender"))
 
+    async def test_a_cancelled_page_gives_its_quota_back(self) -> None:
+        await self.start()
+        await self.add_user(monthly_limit=1)
+        s = await self.session()
+        hold = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=2)).strftime(
+            "%y%m%d%H%M%S"
+        )
+        replies = await self.ask(
+            s, "LOGI alice s3cret", "2WAY", f"PAGE {ALICE}", "MESS later", f"HOLD {hold} +0000"
+        )
+        self.assertEqual(codes(replies), [250] * 5)
+        [sent] = await self.ask(s, "SEND")
+        _, tag, passcode, *_ = sent.split()
+        replies = await self.ask(s, f"PAGE {ALICE}", "MESS over", "SEND")
+        self.assertEqual(codes(replies), [250, 250, 554])  # the month's one SMS is taken
+        replies = await self.ask(s, f"KTAG {tag} {passcode}", "SEND")
+        self.assertEqual(codes(replies), [250, 250])  # cancelled: the same page now fits
+
     async def test_two_way_pages_one_number(self) -> None:
         await self.start('groups = { pair = ["+15551234567", "+15557654321"] }')
         s = await self.session()

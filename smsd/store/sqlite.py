@@ -8,6 +8,7 @@ the reactor never waits for the disk.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sqlite3
@@ -781,6 +782,16 @@ def _cancel(
         "UPDATE parts SET state = 'failed', done_at = ? WHERE message_id = ? AND state = 'queued'",
         (now, message_id),
     )
+    # Nothing of it was sent: the user gets back the parts it was charged.
+    user, total, created = conn.execute(
+        "SELECT user, total, created_at FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    if user is not None:
+        period = datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m")
+        conn.execute(
+            "UPDATE usage SET parts = max(parts - ?, 0) WHERE user = ? AND period = ?",
+            (total, user, period),
+        )
     return "queued", [Change(r[0], State(r[1]), *r[2:]) for r in rows]
 
 

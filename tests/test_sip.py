@@ -433,6 +433,24 @@ class MessageTests(SipCase):
         await self.loopback_parts(1)
         self.assertEqual(len(await self.stored_messages()), 1)
 
+    async def test_the_via_says_where_the_request_came_from(self) -> None:
+        """received and rport (RFC 3581): a phone behind a NAT learns its outside address."""
+        await self.start()
+
+        def run() -> tuple[int, bytes]:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.settimeout(10)
+                s.bind(("127.0.0.1", 0))
+                s.sendto(
+                    request("OPTIONS", "sip:sms.example.org", port=5999), ("127.0.0.1", self.port)
+                )
+                return s.getsockname()[1], s.recv(65535)
+
+        port, answer = await threads.deferToThread(run)
+        via = header(answer, "Via") or ""
+        self.assertIn(f";rport={port};received=127.0.0.1", via)
+        self.assertTrue(via.startswith("SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK"), via)
+
     async def test_options_and_garbage(self) -> None:
         await self.start()
         rng = random.Random(7)

@@ -19,6 +19,7 @@ import contextlib
 import email.utils
 import ipaddress
 import os
+import re
 import socket
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -118,6 +119,7 @@ class SipCore:
         self._schedule_expiry()
         if isinstance(sorted_, sip.Absorbed):
             return
+        _stamp_via(message, source)
         if isinstance(sorted_, sip.Resend):
             self._send(source, sorted_.response)
             return
@@ -475,6 +477,30 @@ def _answer_for(e: Refused, retry_after: float) -> Answer:
     if "more than maxmsgs" in e.reason:
         return Answer(413, e.reason)
     return Answer(400, e.reason)
+
+
+def _stamp_via(request: sip.Request, source: Source) -> None:
+    """Tell the sender where its request came from (RFC 3261 18.2.1 ``received``, RFC 3581
+    ``rport``), in the top Via the response copies: a phone behind a NAT learns its
+    outside address."""
+    items = request.headers.items()
+    for i, (name, value) in enumerate(items):
+        if name != "Via":
+            continue
+        try:
+            via = sip.parse_via(value)
+        except sip.SipError:
+            return
+        stamped = value
+        if "rport" in via.params and via.params["rport"] is None:
+            stamped = re.sub(r";\s*rport(?=\s*(;|$))", f";rport={source.port}", stamped, count=1)
+            stamped += f";received={source.host}"
+        elif via.host.strip("[]") != source.host and "received" not in via.params:
+            stamped += f";received={source.host}"
+        if stamped != value:
+            items[i] = (name, stamped)
+            request.headers = sip.Headers(items)
+        return
 
 
 def _is_address(host: str) -> bool:

@@ -491,18 +491,18 @@ def check_jid(raw: str) -> str:
 async def xmpp_link(ctx: Context, args: argparse.Namespace) -> None:
     """The JID is this user's: it sends as them, and gets their SMS unless --no-inbound."""
     now = ctx.reactor.seconds()
-    await ctx.store.link_jid(args.jid, args.name, not args.no_inbound, now)  # type: ignore[attr-defined]
+    await ctx.store.link_jid(args.jid, args.name, not args.no_inbound, now)
     print(f"linked {args.jid} to user {args.name}", file=ctx.out)
 
 
 async def xmpp_unlink(ctx: Context, args: argparse.Namespace) -> None:
-    if not await ctx.store.unlink_jid(args.jid):  # type: ignore[attr-defined]
+    if not await ctx.store.unlink_jid(args.jid):
         raise AdminError(f"{args.jid} is not linked")
     print(f"unlinked {args.jid}", file=ctx.out)
 
 
 async def xmpp_list(ctx: Context, args: argparse.Namespace) -> None:
-    links = await ctx.store.jid_links(args.user)  # type: ignore[attr-defined]
+    links = await ctx.store.jid_links(args.user)
     if args.json:
         records = [{"jid": k.jid, "user": k.user, "inbound": k.inbound} for k in links]
         json.dump(records, ctx.out, indent=2)

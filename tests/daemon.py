@@ -17,6 +17,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from smsd.config import load
+from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
 from tests.fakes import wait_for
 
@@ -77,3 +78,78 @@ class DaemonCase(unittest.TestCase):
             return lines if len(lines) >= count else None
 
         return await wait_for(read, what=f"{count} parts at the loopback gateway")
+
+
+def watch(store: Any, name: str) -> defer.Deferred[None]:
+    """Fires once the store's method ``name`` has been called and has finished."""
+    done: defer.Deferred[None] = defer.Deferred()
+    method = getattr(store, name)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        d = method(*args, **kwargs)
+        d.addBoth(lambda result: (done.called or done.callback(None), result)[1])
+        return d
+
+    setattr(store, name, call)
+    return done
+
+
+class GatewayCase(DaemonCase):
+    """One network gateway under test inside a whole smsd: submit as the HTTP form would,
+    and look at what became of it as the JSON API shows it."""
+
+    recipient = "+15551234567"
+
+    async def start_gateway(self, config: str) -> Smsd:
+        """Returns once the dispatcher's start-up release of old leases is done."""
+        root = self.build_smsd(config)
+        released = watch(root.store, "release_leases")
+        root.startService()
+        await released
+        return root
+
+    def stop(self) -> defer.Deferred[None]:
+        """Stop smsd once (a test may have stopped it already)."""
+        return defer.ensureDeferred(self._stop_smsd())
+
+    @property
+    def gateway(self) -> Any:
+        assert self.root is not None
+        return self.root.gateways[0]
+
+    @property
+    def store(self) -> Any:
+        assert self.root is not None
+        return self.root.store
+
+    async def submit(self, text: str | None = "Hello", **fields: Any) -> int:
+        """Queue one SMS as the HTTP form would; its message id."""
+        assert self.root is not None and self.root.submitter is not None
+        fields.setdefault("recipients", (self.recipient,))
+        accepted = await self.root.submitter.submit(Submission(text=text, **fields), None)
+        return accepted[0].id
+
+    async def message(self, message_id: int) -> dict[str, Any]:
+        m = await self.store.get_message(message_id)
+        assert m is not None
+        return m
+
+    async def wait_state(
+        self, message_id: int, *states: str, timeout: float = 8.0
+    ) -> dict[str, Any]:
+        """The message once it is in one of ``states`` (as the JSON API shows them)."""
+        last: dict[str, Any] = {}
+
+        async def probe() -> dict[str, Any] | None:
+            nonlocal last
+            last = await self.message(message_id)
+            return last if last["state"] in states else None
+
+        try:
+            return await wait_for(probe, timeout=timeout, what=f"message {message_id} {states}")
+        except AssertionError as e:
+            seen = {k: last.get(k) for k in ("state", "attempts", "status", "error", "parts")}
+            raise AssertionError(f"{e}; last seen {seen}") from None
+
+    async def inbox(self) -> list[Inbound]:
+        return list(await self.store.list_inbound(0, 100))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +20,13 @@ from twisted.internet import defer, ssl
 from twisted.internet import reactor as global_reactor
 from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial import unittest
 
 from smsd.config import load
 from smsd.configschema import ConfigError
-from smsd.model import Inbound, Submission
+from smsd.model import Inbound
 from smsd.service import Smsd, make_service
 from smsd.store.sqlite import SQLiteStore
+from tests.daemon import GatewayCase
 from tests.fakes import sleep, wait_for
 from tests.peers import smsc as sim
 from tests.peers.smsc import SmscFactory
@@ -66,20 +65,6 @@ reconnect_max = "500ms"
 """
 
 
-def watch(store: Any, name: str) -> defer.Deferred[None]:
-    """Fires once the store's method ``name`` has been called and has finished."""
-    done: defer.Deferred[None] = defer.Deferred()
-    method = getattr(store, name)
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        d = method(*args, **kwargs)
-        d.addBoth(lambda result: (done.called or done.callback(None), result)[1])
-        return d
-
-    setattr(store, name, call)
-    return done
-
-
 def gateway_timers(root: Smsd) -> list[Any]:
     """Pending reactor timers that belong to the smpp gateways of ``root`` or their binds."""
     owners = {id(g) for g in root.gateways}
@@ -91,15 +76,14 @@ def gateway_timers(root: Smsd) -> list[Any]:
     ]
 
 
-class SmppCase(unittest.TestCase):
+class SmppCase(GatewayCase):
     """One smsd with an smpp gateway on a fresh simulator, in a temporary directory."""
 
     timeout = 30
 
     def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-smpp-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.root: Smsd | None = None
+        super().setUp()
+        self.data_dir = self.data
         self.leftovers: list[Any] = []
 
     def simulator(self, **options: Any) -> SmscFactory:
@@ -120,25 +104,10 @@ class SmppCase(unittest.TestCase):
         if smsc is None:
             smsc = self.simulator()
         self.smsc = smsc
-        path = os.path.join(self.directory, "smsd.toml")
-        with open(path, "w") as f:
-            f.write(
-                CONFIG.format(port=smsc.port, system_id=SYSTEM_ID, password=password, link=link)
-            )
-        self.data_dir = os.path.join(self.directory, "data")
-        root = make_service(load(path, self.data_dir))
-        released = watch(root.store, "release_leases")
-        root.startService()
-        self.root = root
-        self.addCleanup(self.stop)
-        await released
-        return root
+        config = CONFIG.format(port=smsc.port, system_id=SYSTEM_ID, password=password, link=link)
+        return await self.start_gateway(config)
 
-    def stop(self) -> defer.Deferred[None]:
-        """Stop smsd once (a test may have stopped it already)."""
-        return defer.ensureDeferred(self._stop())
-
-    async def _stop(self) -> None:
+    async def _stop_smsd(self) -> None:
         root = self.root
         if root is None or not root.running:
             return
@@ -150,52 +119,9 @@ class SmppCase(unittest.TestCase):
 
     # What a user does and sees ---------------------------------------------
 
-    @property
-    def gateway(self) -> Any:
-        assert self.root is not None
-        return self.root.gateways[0]
-
-    @property
-    def store(self) -> Any:
-        assert self.root is not None
-        return self.root.store
-
     async def bound(self, count: int = 1) -> None:
         """Wait until the simulator has ``count`` live binds of ours."""
         await wait_for(lambda: len(self.smsc.bound(SYSTEM_ID)) >= count, what=f"{count} bind(s)")
-
-    async def submit(self, text: str | None = "Hello", **fields: Any) -> int:
-        """Queue one SMS as the HTTP form would; its message id."""
-        assert self.root is not None
-        fields.setdefault("recipients", (ALICE,))
-        assert self.root.submitter is not None
-        accepted = await self.root.submitter.submit(Submission(text=text, **fields), None)
-        return accepted[0].id
-
-    async def message(self, message_id: int) -> dict[str, Any]:
-        m = await self.store.get_message(message_id)
-        assert m is not None
-        return m
-
-    async def wait_state(
-        self, message_id: int, *states: str, timeout: float = 8.0
-    ) -> dict[str, Any]:
-        """The message once it is in one of ``states`` (as the JSON API shows them)."""
-        last: dict[str, Any] = {}
-
-        async def probe() -> dict[str, Any] | None:
-            nonlocal last
-            last = await self.message(message_id)
-            return last if last["state"] in states else None
-
-        try:
-            return await wait_for(probe, timeout=timeout, what=f"message {message_id} {states}")
-        except AssertionError as e:
-            seen = {k: last.get(k) for k in ("state", "attempts", "status", "error", "parts")}
-            raise AssertionError(f"{e}; last seen {seen}") from None
-
-    async def inbox(self) -> list[Inbound]:
-        return list(await self.store.list_inbound(0, 100))
 
     def receipt(
         self, receipt_id: str, stat: str, err: str = "000", *, tlvs: bool = True, state: int = 0

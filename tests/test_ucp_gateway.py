@@ -12,19 +12,16 @@ is checked by at least one test.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import reactor as global_reactor
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
-from twisted.trial import unittest
 
 from smsd.config import load
 from smsd.configschema import ConfigError
-from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
+from tests.daemon import GatewayCase
 from tests.fakes import sleep, wait_for
 from tests.kannel_emi import Kannel
 from tests.peers import ucpsmsc as sim
@@ -66,20 +63,6 @@ reconnect_max = "500ms"
 ASSUMED = "connection lost before the ACK; assumed accepted, not sent again"
 
 
-def watch(store: Any, name: str) -> defer.Deferred[None]:
-    """Fires once the store's method ``name`` has been called and has finished."""
-    done: defer.Deferred[None] = defer.Deferred()
-    method = getattr(store, name)
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        d = method(*args, **kwargs)
-        d.addBoth(lambda result: (done.called or done.callback(None), result)[1])
-        return d
-
-    setattr(store, name, call)
-    return done
-
-
 def xser(value: str) -> dict[int, bytes]:
     """XSer services by type, read here (not with protocols.ucp)."""
     raw, out, i = bytes.fromhex(value), {}, 0
@@ -89,15 +72,14 @@ def xser(value: str) -> dict[int, bytes]:
     return out
 
 
-class UcpCase(unittest.TestCase):
+class UcpCase(GatewayCase):
     """One smsd with a ucp gateway on a fresh simulator, in a temporary directory."""
 
     timeout = 30
 
     def setUp(self) -> None:
-        self.directory = tempfile.mkdtemp(prefix="smsd-test-ucp-")
-        self.addCleanup(shutil.rmtree, self.directory, True)
-        self.root: Smsd | None = None
+        super().setUp()
+        self.data_dir = self.data
 
     def simulator(self, **options: Any) -> UcpSmscFactory:
         options.setdefault("accounts", {LOGIN: PASSWORD})
@@ -110,11 +92,14 @@ class UcpCase(unittest.TestCase):
     def write_config(
         self, link: str = "", *, password: str | None = PASSWORD, smsc: UcpSmscFactory
     ) -> str:
-        login = "" if password is None else f'login = "{LOGIN}"\npassword = "{password}"'
         path = os.path.join(self.directory, "smsd.toml")
         with open(path, "w") as f:
-            f.write(CONFIG.format(port=smsc.port, login=login, link=link))
+            f.write(self.config(link, password, smsc))
         return path
+
+    def config(self, link: str, password: str | None, smsc: UcpSmscFactory) -> str:
+        login = "" if password is None else f'login = "{LOGIN}"\npassword = "{password}"'
+        return CONFIG.format(port=smsc.port, login=login, link=link)
 
     async def start(
         self,
@@ -126,66 +111,10 @@ class UcpCase(unittest.TestCase):
         """smsd with one ucp gateway on ``smsc``; ``link`` adds keys to its [[gateway]];
         ``password=None`` configures no login (an IP-authenticated link)."""
         self.smsc = smsc if smsc is not None else self.simulator()
-        path = self.write_config(link, password=password, smsc=self.smsc)
-        self.data_dir = os.path.join(self.directory, "data")
-        root = make_service(load(path, self.data_dir))
-        released = watch(root.store, "release_leases")  # as test_smpp_gateway does
-        root.startService()
-        self.root = root
-        self.addCleanup(self.stop)
-        await released
-        return root
-
-    def stop(self) -> defer.Deferred[None]:
-        return defer.ensureDeferred(self._stop())
-
-    async def _stop(self) -> None:
-        root = self.root
-        if root is not None and root.running:
-            await root.stopService()
-
-    @property
-    def gateway(self) -> Any:
-        assert self.root is not None
-        return self.root.gateways[0]
-
-    @property
-    def store(self) -> Any:
-        assert self.root is not None
-        return self.root.store
+        return await self.start_gateway(self.config(link, password, self.smsc))
 
     async def up(self) -> None:
         await wait_for(lambda: self.gateway.health.value == "up", what="the link up")
-
-    async def submit(self, text: str | None = "Hello", **fields: Any) -> int:
-        assert self.root is not None and self.root.submitter is not None
-        fields.setdefault("recipients", (ALICE,))
-        accepted = await self.root.submitter.submit(Submission(text=text, **fields), None)
-        return accepted[0].id
-
-    async def message(self, message_id: int) -> dict[str, Any]:
-        m = await self.store.get_message(message_id)
-        assert m is not None
-        return m
-
-    async def wait_state(
-        self, message_id: int, *states: str, timeout: float = 8.0
-    ) -> dict[str, Any]:
-        last: dict[str, Any] = {}
-
-        async def probe() -> dict[str, Any] | None:
-            nonlocal last
-            last = await self.message(message_id)
-            return last if last["state"] in states else None
-
-        try:
-            return await wait_for(probe, timeout=timeout, what=f"message {message_id} {states}")
-        except AssertionError as e:
-            seen = {k: last.get(k) for k in ("state", "attempts", "status", "error", "parts")}
-            raise AssertionError(f"{e}; last seen {seen}") from None
-
-    async def inbox(self) -> list[Inbound]:
-        return list(await self.store.list_inbound(0, 100))
 
     def member(self) -> dict[str, Any]:
         assert self.root is not None and self.root.dispatcher is not None

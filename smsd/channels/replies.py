@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from typing import Any, Protocol
 
@@ -191,7 +192,7 @@ class InboxDelivery(Service):
         if isinstance(owner, Conflict):
             await self._ask(inbound, owner)
             return
-        for address in await self._candidates(owner):
+        async for address in self._candidates(owner):
             scheme = scheme_of(address)
             if scheme:
                 destination = self.destinations.get(scheme)
@@ -221,24 +222,33 @@ class InboxDelivery(Service):
         why = f"{owner.address} cannot take it now and there is no mailbox to fall back on"
         await self._later(inbound, owner, Failure(Unreachable(why)), now)
 
-    async def _candidates(self, owner: Owner) -> list[str]:
-        """Where to try, in order. The address someone wrote from comes first (a mail
-        answered by mail, a chat by chat); otherwise where the user is reachable now on
-        a channel (a registered SIP phone, a linked JID), then their mailbox."""
-        first = [owner.address] if owner.how == "reply" or scheme_of(owner.address) else []
-        reachable: list[str] = []
-        mailbox: list[str] = []
+    async def _candidates(self, owner: Owner) -> AsyncIterator[str]:
+        """Where to try, in order, each once. The address someone wrote from comes first
+        (a mail answered by mail, a chat by chat); otherwise where the user is reachable
+        now on a channel (a registered SIP phone, a linked JID), then their mailbox. Asked
+        one after the other: when the first takes it, no channel is asked."""
+        tried: set[str] = set()
+        if owner.how == "reply" or scheme_of(owner.address):
+            tried.add(owner.address)
+            yield owner.address
         user = await self.store.get_user(owner.user) if owner.user else None
         if user is not None:
             for destination in self.destinations.values():
                 try:
-                    reachable += await destination.addresses(user)
+                    addresses = await destination.addresses(user)
                 except Exception:
                     log.failure(
                         "{scheme} addresses of {user}", scheme=destination.scheme, user=user.name
                     )
-            mailbox = list(user.emails[:1])
-        return list(dict.fromkeys([*first, *reachable, owner.address, *mailbox]))
+                    continue
+                for address in addresses:
+                    if address not in tried:
+                        tried.add(address)
+                        yield address
+        for address in (owner.address, *(user.emails[:1] if user is not None else ())):
+            if address not in tried:
+                tried.add(address)
+                yield address
 
     async def _deliver(
         self, destination: Destination, inbound: Inbound, owner: Owner, address: str

@@ -335,6 +335,16 @@ class Headers:
             out.append((name, value))
         self._items = out
 
+    def set_first(self, name: str, value: str) -> None:
+        """Replace the first value of ``name`` only (a proxy's or registrar's edit of the
+        top Via); add it if there is none."""
+        key = canonical_name(name).lower()
+        for i, (n, _) in enumerate(self._items):
+            if n.lower() == key:
+                self._items[i] = (n, value)
+                return
+        self.add(name, value)
+
     def remove(self, name: str) -> None:
         """Drop every value of ``name`` (none is fine)."""
         key = canonical_name(name).lower()

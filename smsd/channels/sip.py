@@ -119,10 +119,10 @@ class SipCore:
         self._schedule_expiry()
         if isinstance(sorted_, sip.Absorbed):
             return
-        _stamp_via(message, source)
         if isinstance(sorted_, sip.Resend):
             self._send(source, sorted_.response)
             return
+        _stamp_via(message, source)
         d = ensureDeferred(self._handle(message, source))
         d.addErrback(self._crashed, message)
         d.addCallback(self._answer, sorted_.key, source)
@@ -174,18 +174,13 @@ class SipCore:
             if request.method == "REGISTER":
                 return await self._register(request, source)
             if request.method == "OPTIONS":
-                return self._response_to(
-                    request, 200, Allow=ALLOW, Accept="text/plain", Supported=""
-                )
+                headers = [("Allow", ALLOW), ("Accept", "text/plain")]
+                return sip.make_response(request, 200, headers=headers)
             raise Answer(405, Allow=ALLOW)
         except Answer as a:
             return sip.make_response(request, a.status, a.reason, headers=a.headers)
         except sip.SipError as e:
             return sip.make_response(request, e.status, e.reason)
-
-    def _response_to(self, request: sip.Request, status: int, **headers: str) -> sip.Response:
-        pairs = [(k, v) for k, v in headers.items() if v]
-        return sip.make_response(request, status, headers=pairs)
 
     # MESSAGE ------------------------------------------------------------------------
 
@@ -483,24 +478,21 @@ def _stamp_via(request: sip.Request, source: Source) -> None:
     """Tell the sender where its request came from (RFC 3261 18.2.1 ``received``, RFC 3581
     ``rport``), in the top Via the response copies: a phone behind a NAT learns its
     outside address."""
-    items = request.headers.items()
-    for i, (name, value) in enumerate(items):
-        if name != "Via":
-            continue
-        try:
-            via = sip.parse_via(value)
-        except sip.SipError:
-            return
-        stamped = value
-        if "rport" in via.params and via.params["rport"] is None:
-            stamped = re.sub(r";\s*rport(?=\s*(;|$))", f";rport={source.port}", stamped, count=1)
-            stamped += f";received={source.host}"
-        elif via.host.strip("[]") != source.host and "received" not in via.params:
-            stamped += f";received={source.host}"
-        if stamped != value:
-            items[i] = (name, stamped)
-            request.headers = sip.Headers(items)
+    value = request.headers.get("Via")
+    if value is None:
         return
+    try:
+        via = sip.parse_via(value)
+    except sip.SipError:
+        return
+    stamped = value
+    if "rport" in via.params and via.params["rport"] is None:
+        stamped = re.sub(r";\s*rport(?=\s*(;|$))", f";rport={source.port}", stamped, count=1)
+        stamped += f";received={source.host}"
+    elif via.host.strip("[]") != source.host and "received" not in via.params:
+        stamped += f";received={source.host}"
+    if stamped != value:
+        request.headers.set_first("Via", stamped)
 
 
 def _is_address(host: str) -> bool:

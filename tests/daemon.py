@@ -14,6 +14,7 @@ import tempfile
 from typing import Any
 
 from twisted.internet import defer
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from smsd.config import load
@@ -153,3 +154,20 @@ class GatewayCase(DaemonCase):
 
     async def inbox(self) -> list[Inbound]:
         return list(await self.store.list_inbound(0, 100))
+
+    def member(self) -> dict[str, Any]:
+        """The gateway as the health API shows it (the pool's view plus status())."""
+        assert self.root is not None and self.root.dispatcher is not None
+        [status] = self.root.dispatcher.pool.status(self.root.reactor.seconds())
+        return status
+
+    def capture_log(self) -> list[str]:
+        """Every log line from now on, formatted."""
+        lines: list[str] = []
+
+        def observer(event: dict[str, Any]) -> None:
+            lines.append(f"{event.get('log_level', LogLevel.info).name}: {formatEvent(event)}")
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        return lines

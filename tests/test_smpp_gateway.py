@@ -19,7 +19,6 @@ import gsm0338  # noqa: F401 - registers the "gsm03.38" codec
 from twisted.internet import defer, ssl
 from twisted.internet import reactor as global_reactor
 from twisted.internet.interfaces import ISSLTransport
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from smsd.config import load
 from smsd.configschema import ConfigError
@@ -142,23 +141,6 @@ class SmppCase(GatewayCase):
         return self.smsc.deliver_mo(
             SYSTEM_ID, ALICE[1:], "", text.encode("ascii"), esm_class=sim.ESM_RECEIPT, tlvs=extra
         )
-
-    def member(self) -> dict[str, Any]:
-        """The gateway as the health API shows it (the pool's view plus status())."""
-        assert self.root is not None and self.root.dispatcher is not None
-        [status] = self.root.dispatcher.pool.status(reactor.seconds())
-        return status
-
-    def capture_log(self) -> list[str]:
-        """Every log line from now on, formatted."""
-        lines: list[str] = []
-
-        def observer(event: dict[str, Any]) -> None:
-            lines.append(f"{event.get('log_level', LogLevel.info).name}: {formatEvent(event)}")
-
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
-        return lines
 
 
 def gsm(text: str) -> bytes:

@@ -16,7 +16,6 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import reactor as global_reactor
-from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from smsd.config import load
 from smsd.configschema import ConfigError
@@ -115,21 +114,6 @@ class UcpCase(GatewayCase):
 
     async def up(self) -> None:
         await wait_for(lambda: self.gateway.health.value == "up", what="the link up")
-
-    def member(self) -> dict[str, Any]:
-        assert self.root is not None and self.root.dispatcher is not None
-        [status] = self.root.dispatcher.pool.status(reactor.seconds())
-        return status
-
-    def capture_log(self) -> list[str]:
-        lines: list[str] = []
-
-        def observer(event: dict[str, Any]) -> None:
-            lines.append(f"{event.get('log_level', LogLevel.info).name}: {formatEvent(event)}")
-
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
-        return lines
 
     def kannel(self, frame: sim.Frame) -> Kannel:
         """Kannel's reading of a frame smsd wrote; it must be valid and agree on the header."""

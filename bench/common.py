@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import statistics
+import time
+from collections.abc import Callable
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,3 +29,19 @@ def emit(result: dict[str, Any], record: bool) -> None:
     if record:
         with open(os.path.join(HERE, "results.jsonl"), "a") as f:
             f.write(line + "\n")
+
+
+def fan_out(
+    client: Callable[[int, int, int], tuple[int, list[float]]], port: int, total: int, clients: int
+) -> tuple[int, list[float], float]:
+    """Run ``client(port, first, count)`` in ``clients`` processes of their own (threads would
+    share one core's GIL and measure the client), ``total`` requests split between them:
+    (answered, every latency, seconds of wall time)."""
+    per = total // clients
+    with concurrent.futures.ProcessPoolExecutor(clients) as pool:
+        started = time.monotonic()
+        done = list(
+            pool.map(client, [port] * clients, [n * per for n in range(clients)], [per] * clients)
+        )
+        seconds = time.monotonic() - started
+    return sum(n for n, _ in done), [t for _, ts in done for t in ts], seconds

@@ -16,7 +16,6 @@ One JSON line on stdout (and in bench/results.jsonl with ``--record``).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import socket
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import emit, latency_ms  # noqa: E402
+from bench.common import emit, fan_out, latency_ms  # noqa: E402
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 CONFIG = """
@@ -97,20 +96,7 @@ def main() -> None:
     }
     try:
         smsd.start()
-        per = args.messages // args.clients
-        with concurrent.futures.ProcessPoolExecutor(args.clients) as pool:
-            started = time.monotonic()
-            done = list(
-                pool.map(
-                    phone,
-                    [sip_port] * args.clients,
-                    [n * per for n in range(args.clients)],
-                    [per] * args.clients,
-                )
-            )
-            seconds = time.monotonic() - started
-        accepted = sum(n for n, _ in done)
-        latencies = sorted(t for _, ts in done for t in ts)
+        accepted, latencies, seconds = fan_out(phone, sip_port, args.messages, args.clients)
         result.update(
             accepted=accepted,
             messages_per_s=round(accepted / seconds),

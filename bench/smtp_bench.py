@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from bench.common import emit, latency_ms  # noqa: E402
+from bench.common import emit, fan_out, latency_ms  # noqa: E402
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 CONFIG = """
@@ -133,23 +133,7 @@ def main() -> None:
     }
     try:
         smsd.start()
-        per = args.mails // args.concurrency
-        # Clients in processes of their own: Python threads would share one core's GIL
-        # and measure the client instead of smsd.
-        with concurrent.futures.ProcessPoolExecutor(args.concurrency) as pool:
-            started = time.monotonic()
-            done = list(
-                pool.map(
-                    send_mails,
-                    [smtp_port] * args.concurrency,
-                    [n * per for n in range(args.concurrency)],
-                    [per] * args.concurrency,
-                )
-            )
-            seconds = time.monotonic() - started
-        accepted = sum(n for n, _ in done)
-        latencies = [t for _, ts in done for t in ts]
-        latencies.sort()
+        accepted, latencies, seconds = fan_out(send_mails, smtp_port, args.mails, args.concurrency)
         result.update(
             accepted=accepted,
             mails_per_s=round(accepted / seconds),

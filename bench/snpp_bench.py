@@ -16,7 +16,6 @@ One JSON line on stdout (and in bench/results.jsonl with ``--record``).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import socket
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench.common import emit, latency_ms  # noqa: E402
+from bench.common import emit, fan_out, latency_ms  # noqa: E402
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 CONFIG = """
@@ -85,23 +84,9 @@ def main() -> None:
     }
     try:
         smsd.start()
-        per = args.pages // args.sessions
-        # Clients in processes of their own, so that the client's GIL is not measured.
-        with concurrent.futures.ProcessPoolExecutor(args.sessions) as pool:
-            started = time.monotonic()
-            done = list(
-                pool.map(
-                    page,
-                    [snpp_port] * args.sessions,
-                    [n * per for n in range(args.sessions)],
-                    [per] * args.sessions,
-                )
-            )
-            seconds = time.monotonic() - started
+        queued, latencies, seconds = fan_out(page, snpp_port, args.pages, args.sessions)
         _, health = smsd.get("/api/v1/health")
         sent = sum(g.get("sent_parts", 0) for g in health.get("gateways", []))
-        queued = sum(n for n, _ in done)
-        latencies = sorted(t for _, ts in done for t in ts)
         result.update(
             queued=queued,
             pages_per_s=round(queued / seconds),

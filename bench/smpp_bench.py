@@ -113,6 +113,8 @@ cpu_seconds: Callable[[int], float] = http_bench.cpu_seconds
 from tests.process import SmsdProcess, free_port  # noqa: E402
 
 SMSD_CONFIG = """
+[store]
+writer = "%(store_writer)s"
 [snpp]
 listen = []
 [sip]
@@ -277,9 +279,11 @@ class SmsdUnderTest:
             "window": args.window,
             "binds": args.binds,
             "http_workers": args.http_workers,
+            "store_writer": args.store_writer,
         }
         self.smsd = SmsdProcess(config, directory)
         self.timeout = args.timeout
+        self.store_writer = args.store_writer
 
     def start(self) -> None:
         try:
@@ -300,12 +304,22 @@ class SmsdUnderTest:
 
     @property
     def pids(self) -> dict[str, int]:
-        """The main process and its HTTP workers ([http] workers), if any."""
+        """The main process and its children: the store writer, HTTP workers ([http] workers)."""
         assert self.smsd.proc is not None
         pid = self.smsd.proc.pid
         path = f"/proc/{pid}/task/{pid}/children"
-        workers = open(path).read().split() if os.path.exists(path) else []  # noqa: SIM115
-        return {"smsd": pid, **{f"http worker {i}": int(w) for i, w in enumerate(workers)}}
+        children = open(path).read().split() if os.path.exists(path) else []  # noqa: SIM115
+        pids = {"smsd": pid}
+        workers = 0
+        for child in map(int, children):
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                writer = b"smsd.workerproc" in f.read()
+            if writer:
+                pids["store writer"] = child
+            else:
+                pids[f"http worker {workers}"] = child
+                workers += 1
+        return pids
 
     def uri(self, n: int) -> str:
         return f"{self.smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}"
@@ -324,6 +338,7 @@ class SmsdUnderTest:
     def details(self) -> dict[str, Any]:
         h = self.health()
         return {
+            "store_writer": self.store_writer,
             "dispatcher": h["dispatcher"],
             "reports_received": h["reports_received"],
             "gateway": next((g for g in h["gateways"] if g.get("id") == "sink"), None),
@@ -666,6 +681,12 @@ def main() -> int:
     p.add_argument("--binds", type=int, default=1, help="smsd's binds")
     p.add_argument(
         "--http-workers", type=int, default=0, help="smsd's [http] workers (0: in-process)"
+    )
+    p.add_argument(
+        "--store-writer",
+        choices=("process", "thread"),
+        default="process",
+        help="smsd: [store] writer (where its commits run)",
     )
     p.add_argument("--report-delay-ms", type=int, default=50, help="sink: receipt delay")
     p.add_argument(

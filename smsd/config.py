@@ -103,6 +103,12 @@ class StoreSection:
         one_of("full", "normal"),
     )
     batch: int = setting(512, "most operations in one commit", between(1, 100_000))
+    writer: str = setting(
+        "process",
+        "where commits run: a process of its own (beside the reactor, on another core)"
+        " or a thread (sharing the reactor's GIL)",
+        one_of("process", "thread"),
+    )
 
 
 @attrs.frozen

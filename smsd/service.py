@@ -185,11 +185,12 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         config.data_dir,
         synchronous=config.store.synchronous,
         batch=config.store.batch,
+        writer=config.store.writer,
     )
     try:
         return _build(config, store, reactor)
     except BaseException:
-        store.close_now()  # its threads would outlive a start that failed
+        store.close_now()  # its writer and threads would outlive a start that failed
         raise
 
 

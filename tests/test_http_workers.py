@@ -21,10 +21,18 @@ from tests.test_http import CONFIG, HttpCase, form, lines_for
 WORKERS_CONFIG = CONFIG.replace("maxmsgs = 4\n", "maxmsgs = 4\nworkers = 2\n")
 
 
-def children(pid: int) -> set[int]:
-    """The pids of a process's children (its HTTP workers)."""
+def children(pid: int, *, writer: bool = False) -> set[int]:
+    """The pids of a process's children: its HTTP workers, or (``writer``) its store writer."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+    found = set()
+    for child in path.read_text().split() if path.exists() else ():
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue  # ended meanwhile
+        if (b"smsd.workerproc" in command) == writer:
+            found.add(int(child))
+    return found
 
 
 def _alive(pid: int) -> bool:
@@ -102,6 +110,8 @@ class StopTests(unittest.TestCase):
         smsd.start()
         assert smsd.proc is not None
         workers = smsd.wait_for(lambda: len(w := children(smsd.proc.pid)) == 2 and w)
+        workers |= children(smsd.proc.pid, writer=True)
+        self.assertEqual(len(workers), 3)  # the store's writer ends too
         code, body = curl(smsd.url + "/sms/?number=%2B15551250200&data=last")
         self.assertEqual(code, 200, body)
         self.assertIn(smsd.stop(), (0, -15))  # twistd ends with the signal it was sent
@@ -118,6 +128,8 @@ class StopTests(unittest.TestCase):
         smsd.start()
         assert smsd.proc is not None
         workers = smsd.wait_for(lambda: len(w := children(smsd.proc.pid)) == 2 and w)
+        workers |= children(smsd.proc.pid, writer=True)
+        self.assertEqual(len(workers), 3)  # the store's writer ends too: its stdin closed
         smsd.kill()
         smsd.proc.wait(10)
         deadline = time.monotonic() + 10

@@ -127,8 +127,10 @@ class StoreTestCase(unittest.TestCase):
         self._closed: set[int] = set()
         self.store = self.open_store()
 
+    writer = "thread"
+
     def open_store(self) -> SQLiteStore:
-        store = SQLiteStore.open(self.path)
+        store = SQLiteStore.open(self.path, writer=self.writer)
         self.addCleanup(self._cleanup_store, store)
         return store
 
@@ -1331,3 +1333,19 @@ class SecondProcessTests(StoreTestCase):
         claimed = await self.store.claim("node1", NOW, 30, 100)
         self.assertEqual(len(claimed), 40)
         self.assertEqual(await other.claim("node2", NOW, 30, 100), [])
+
+
+# The same writes through the daemon's default writer, a process of its own:
+# every argument and answer crosses a pipe, errors included.
+for _case in (
+    AddMessagesTests,
+    QuotaTests,
+    ClaimAtCommitTests,
+    RecordTests,
+    ReportTests,
+    UserTests,
+    GroupCommitTests,
+    SecondProcessTests,
+):
+    _name = f"{_case.__name__}InWriterProcess"
+    globals()[_name] = type(_name, (_case,), {"writer": "process", "__module__": __name__})

@@ -25,6 +25,9 @@ class QuotaExceeded(StoreError):
         super().__init__(f"monthly limit reached: {used} of {limit} SMS used, this needs {wanted}")
         self.used, self.limit, self.wanted = used, limit, wanted
 
+    def __reduce__(self) -> tuple[Any, tuple[int, int, int]]:
+        return (QuotaExceeded, (self.used, self.limit, self.wanted))  # from the writer process
+
 
 class UserExists(StoreError):
     pass
@@ -176,7 +179,9 @@ class Store(Protocol):
         """Close before the reactor runs (a start that failed): returns once closed."""
 
 
-def open_store(url: str, data_dir: str, *, synchronous: str = "full", batch: int = 512) -> Store:
+def open_store(
+    url: str, data_dir: str, *, synchronous: str = "full", batch: int = 512, writer: str = "thread"
+) -> Store:
     """Open (and migrate) the store named by ``url``.
 
     Runs before the reactor starts, so blocking work here is fine.
@@ -184,5 +189,7 @@ def open_store(url: str, data_dir: str, *, synchronous: str = "full", batch: int
     if not url or url.startswith("sqlite:"):
         from smsd.store.sqlite import SQLiteStore, path_from_url
 
-        return SQLiteStore.open(path_from_url(url, data_dir), synchronous=synchronous, batch=batch)
+        return SQLiteStore.open(
+            path_from_url(url, data_dir), synchronous=synchronous, batch=batch, writer=writer
+        )
     raise StoreError(f"unsupported store url {url!r} (supported: sqlite:///path)")

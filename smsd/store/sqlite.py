@@ -1,14 +1,16 @@
-"""The embedded store: SQLite in WAL mode, one writer thread with group commit.
+"""The embedded store: SQLite in WAL mode, one writer with group commit.
 
-Writes go through one thread that commits whatever is queued in one
-transaction; reads go through a second thread with its own connection
-(WAL lets it read while the writer writes). Both answer with Deferreds, so
-the reactor never waits for the disk.
+Writes go through one writer that commits whatever is queued in one
+transaction: a process of its own (the daemon's default: it does not share
+the reactor's GIL, see :mod:`smsd.workerproc`) or a thread. Reads go through
+a thread with its own connection (WAL lets it read while the writer
+writes). Both answer with Deferreds, so the reactor never waits for the disk.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import sqlite3
@@ -48,6 +50,7 @@ from smsd.store import (
 )
 from smsd.store.schema import migrate
 from smsd.worker import WorkerThread
+from smsd.workerproc import WorkerProcess
 
 _FINAL = tuple(s.value for s in FINAL_STATES)
 _CHANGE_COLUMNS = "id, state, status, user, channel, client_ref, callback_url, recipient"
@@ -76,16 +79,25 @@ def _connect(path: str, synchronous: str, *, read_only: bool = False) -> sqlite3
 class SQLiteStore:
     """The Store interface on one SQLite file."""
 
-    def __init__(self, path: str, writer: WorkerThread, reader: WorkerThread) -> None:
+    def __init__(
+        self, path: str, writer: WorkerThread | WorkerProcess, reader: WorkerThread
+    ) -> None:
         self.path = path
         self._writer = writer
         self._reader = reader
 
     @classmethod
     def open(
-        cls, path: str, *, synchronous: str = "full", batch: int = 512, reactor: Any = None
+        cls,
+        path: str,
+        *,
+        synchronous: str = "full",
+        batch: int = 512,
+        writer: str = "thread",
+        reactor: Any = None,
     ) -> SQLiteStore:
-        """Create the file if needed, migrate it and start the threads (blocking)."""
+        """Create the file if needed, migrate it and start the writer (``"thread"``
+        or ``"process"``) and the reader thread (blocking)."""
         reactor = reactor or default_reactor
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
@@ -97,13 +109,15 @@ class SQLiteStore:
             migrate(conn)
         finally:
             conn.close()
-        writer = WorkerThread(
-            "smsd-store-writer",
-            lambda: _connect(path, synchronous),
-            reactor,
-            transactional=True,
-            batch=batch,
-        )
+        connect = functools.partial(_connect, path, synchronous)
+        if writer == "process":
+            writes: WorkerThread | WorkerProcess = WorkerProcess(
+                "smsd-store-writer", connect, reactor, batch=batch
+            )
+        else:
+            writes = WorkerThread(
+                "smsd-store-writer", connect, reactor, transactional=True, batch=batch
+            )
         reader = WorkerThread(
             "smsd-store-reader",
             lambda: _connect(path, synchronous, read_only=True),
@@ -111,7 +125,7 @@ class SQLiteStore:
             transactional=False,
             batch=batch,
         )
-        return cls(path, writer, reader)
+        return cls(path, writes, reader)
 
     def close(self) -> Deferred[None]:
         d1, d2 = self._writer.close(), self._reader.close()

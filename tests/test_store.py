@@ -816,6 +816,33 @@ class ReportTests(StoreTestCase):
         )
         self.assertEqual([c.state for c in changes], [State.DELIVERED])
 
+    async def test_one_batch_applies_its_reports_in_order(self) -> None:
+        """ENROUTE, DELIVRD, a repeat and a late failure in one batch, among others'
+        reports: the part ends as the first final report said."""
+        mine, _ = await self.sent_message()
+        other, _ = await self.sent_message(new_message(BOB))
+        pid = provider_id(mine, 1)
+        changes = await self.store.apply_reports(
+            [
+                Report("gw1", pid, State.SENT, "stat:ENROUTE", NOW + 5),
+                Report("gw1", provider_id(other, 1), State.FAILED, "stat:UNDELIV", NOW + 5),
+                Report("gw1", pid, State.DELIVERED, "stat:DELIVRD", NOW + 6),
+                Report("gw1", pid, State.DELIVERED, "stat:DELIVRD again", NOW + 7),
+                Report("gw1", pid, State.FAILED, "late failure", NOW + 8),
+                Report("gw1", "no-such-id", State.DELIVERED, "stat:DELIVRD", NOW + 9),
+            ]
+        )
+        self.assertEqual(
+            sorted((c.message_id, c.state, c.status) for c in changes),
+            [(mine, State.DELIVERED, "stat:DELIVRD"), (other, State.FAILED, "stat:UNDELIV")],
+        )
+        found = await self.message(mine)
+        self.assertEqual(
+            [(p["state"], p["status"], p["done_at"]) for p in found["parts"]],
+            [("delivered", "stat:DELIVRD", NOW + 6)],
+        )
+        self.assertEqual((await self.store.queue_stats(NOW))["pending_reports"], 1)
+
     async def _report_overtakes_record(self) -> None:
         msg = new_message(user="alice", callback_url="https://app/cb")
         (message_id,) = await self.add(msg)

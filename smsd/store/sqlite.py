@@ -664,51 +664,70 @@ def _select_in(
     return rows
 
 
-_MATCH_PART = "gateway = ? AND provider_id = ?"
-# Every part with that id: a link that sends a long text as one message_payload
-# gets one id for all its parts. Drivers whose ids repeat (a modem's TP-MR
-# wraps at 256) make them unique before they hand them over.
-_NOT_FINAL = f"state NOT IN ({','.join(repr(s) for s in sorted(_FINAL))})"
+def _parts_by_provider(
+    conn: sqlite3.Connection, reports: list[Report]
+) -> dict[tuple[str, str], list[list[Any]]]:
+    """``(gateway, provider_id) -> [[message_id, seq, state], ...]`` for these reports.
+
+    Every part with that id: a link that sends a long text as one
+    message_payload gets one id for all its parts. Drivers whose ids repeat (a
+    modem's TP-MR wraps at 256) make them unique before they hand them over.
+    """
+    wanted: dict[str, set[str]] = {}
+    for rep in reports:
+        wanted.setdefault(rep.gateway, set()).add(rep.provider_id)
+    found: dict[tuple[str, str], list[list[Any]]] = {}
+    for gateway, ids in wanted.items():
+        ordered = sorted(ids)
+        for i in range(0, len(ordered), 500):
+            chunk = ordered[i : i + 500]
+            for provider_id, message_id, seq, state in conn.execute(
+                "SELECT provider_id, message_id, seq, state FROM parts WHERE gateway = ?"
+                f" AND provider_id IN ({','.join('?' * len(chunk))})",
+                (gateway, *chunk),
+            ):
+                found.setdefault((gateway, provider_id), []).append([message_id, seq, state])
+    return found
 
 
 def _apply_reports(
     conn: sqlite3.Connection, reports: list[Report], *, keep: bool = True
 ) -> list[Change]:
-    """Move parts to the reported state, then their messages; keep unmatched reports."""
+    """Move parts to the reported state, then their messages; keep unmatched reports.
+
+    Set-wise: one query finds the parts of every report, one statement moves
+    them in the reports' order (a part already final stays as it is).
+    """
+    found = _parts_by_provider(conn, reports)
     touched: dict[int, list[tuple[State, str | None, float]]] = {}
+    moves: list[tuple[Any, ...]] = []
+    unmatched: list[tuple[Any, ...]] = []
     for rep in reports:
-        if rep.state == State.SENT:  # intermediate report: keep the words, not a new state
-            cur = conn.execute(
-                f"UPDATE parts SET status = ? WHERE {_MATCH_PART}",
-                (rep.status, rep.gateway, rep.provider_id),
-            )
-            matched = cur.rowcount > 0
-        else:
-            rows = conn.execute(
-                f"UPDATE parts SET state = ?, status = ?, done_at = ? WHERE {_MATCH_PART}"
-                f" AND {_NOT_FINAL} RETURNING message_id",
-                (rep.state.value, rep.status, rep.at, rep.gateway, rep.provider_id),
-            ).fetchall()
-            if rows:
-                for (message_id,) in rows:
-                    touched.setdefault(message_id, []).append((rep.state, rep.status, rep.at))
-                continue
-            # Nothing moved: a repeated report for a final part, or no such part yet.
-            matched = (
-                conn.execute(
-                    "SELECT 1 FROM parts WHERE gateway = ? AND provider_id = ?",
-                    (rep.gateway, rep.provider_id),
-                ).fetchone()
-                is not None
-            )
-        if not matched and keep:
+        parts = found.get((rep.gateway, rep.provider_id))
+        if not parts:
             # The report came before the send result was recorded (or is for
             # something we never sent): keep it until the result arrives.
-            conn.execute(
-                "INSERT INTO reports (received_at, gateway, provider_id, state, status)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (rep.at, rep.gateway, rep.provider_id, rep.state.value, rep.status),
-            )
+            unmatched.append((rep.at, rep.gateway, rep.provider_id, rep.state.value, rep.status))
+            continue
+        for part in parts:
+            message_id, seq, state = part
+            if rep.state == State.SENT:  # intermediate report: keep the words, not a new state
+                moves.append((None, rep.status, None, message_id, seq))
+            elif state not in _FINAL:
+                part[2] = rep.state.value
+                moves.append((rep.state.value, rep.status, rep.at, message_id, seq))
+                touched.setdefault(message_id, []).append((rep.state, rep.status, rep.at))
+    conn.executemany(
+        "UPDATE parts SET state = coalesce(?, state), status = ?, done_at = coalesce(?, done_at)"
+        " WHERE message_id = ? AND seq = ?",
+        moves,
+    )
+    if keep:
+        conn.executemany(
+            "INSERT INTO reports (received_at, gateway, provider_id, state, status)"
+            " VALUES (?, ?, ?, ?, ?)",
+            unmatched,
+        )
     return _settle(conn, touched) if touched else []
 
 

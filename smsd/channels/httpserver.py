@@ -40,6 +40,8 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from smsd.sendnow import send_now
+
 log = Logger()
 
 MAX_HEAD = 16 * 1024  # request line and headers
@@ -309,7 +311,7 @@ class HttpProtocol(Protocol):
             head.append(b"\r\n")
             if request.method != b"HEAD":
                 head.append(body)
-            self.transport.write(b"".join(head))
+            send_now(self.transport, b"".join(head))
             if close:
                 self.closing = True
                 self.transport.loseConnection()

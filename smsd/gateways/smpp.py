@@ -42,6 +42,7 @@ from smsd.configschema import ConfigError, Duration, one_of, setting
 from smsd.gateways.base import Gateway, GatewayEvents, Health, all_or_timeout
 from smsd.gateways.link import ReconnectingLink
 from smsd.model import Message, OutPart, PartResult, Report, State
+from smsd.sendnow import send_now
 from smsd.tls import load_trust_root
 
 log = Logger()
@@ -782,7 +783,7 @@ class _SmppProtocol(Protocol):
             self._flush_call = None
         data = self.session.data_to_send()
         if data and self.transport is not None:
-            self.transport.write(data)
+            send_now(self.transport, data)
 
 
 def _tls_failure(reason: Failure) -> str | None:

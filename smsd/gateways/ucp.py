@@ -47,6 +47,7 @@ from smsd.gateways.base import (
 from smsd.gateways.link import ReconnectingLink
 from smsd.gateways.smpp import from_address, split_udh
 from smsd.model import Message, OutPart, PartResult, Report, State
+from smsd.sendnow import send_now
 
 log = Logger()
 
@@ -697,7 +698,7 @@ class _UcpProtocol(Protocol):
             self._flush_call = None
         data = self.session.data_to_send()
         if data and self.transport is not None:
-            self.transport.write(data)
+            send_now(self.transport, data)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         if self._flush_call is not None and self._flush_call.active():

@@ -1,0 +1,48 @@
+"""Write to a TCP connection at once when nothing is waiting to go before it.
+
+Why: Twisted's ``transport.write`` only buffers. The bytes go on the
+reactor's next turn, after two ``epoll_ctl`` calls (start, then stop
+watching for writability) and a dispatch of the writable event through the
+reactor's logging context. An HTTP answer or a window of submit_sm is one
+``send()`` that the kernel takes whole almost always, so that round costs
+more than the write. In the SMPP benchmark (eight alternating pairs of runs,
+2026-12-02) the main process's CPU per message fell from a median of about
+500 µs to about 470 with this; it is lower in seven pairs of the eight.
+
+This reads a few of Twisted's ``FileDescriptor`` attributes (the write
+buffer), so it takes only plain ``tcp.Connection`` transports and falls back
+to ``transport.write`` for anything else (TLS, pipes, test transports) and
+whenever Twisted has bytes queued, so the order of bytes never changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import tcp
+
+
+def send_now(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, sending what the socket takes right away."""
+    if (
+        type(transport) in _PLAIN
+        and not transport.TLS
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport._tempDataBuffer
+        and transport.offset == len(transport.dataBuffer)
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = 0  # a reset or closed peer: Twisted's own write path sees it and closes
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
+_PLAIN = frozenset({tcp.Server, tcp.Client})

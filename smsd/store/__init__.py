@@ -13,7 +13,17 @@ from typing import Any, Protocol
 import attrs
 from twisted.internet.defer import Deferred
 
-from smsd.model import Inbound, InboundPart, Message, OutPart, PartResult, Report, State, User
+from smsd.model import (
+    Inbound,
+    InboundPart,
+    Message,
+    OutPart,
+    PartResult,
+    Report,
+    State,
+    User,
+    pickled_by_fields,
+)
 
 
 class StoreError(Exception):
@@ -41,6 +51,7 @@ class NumberTaken(StoreError):
     """A dedicated number, or a sort word, that belongs to another user already."""
 
 
+@pickled_by_fields
 @attrs.frozen
 class NewMessage:
     """A message ready to be committed to the outbox."""
@@ -66,6 +77,7 @@ class NewMessage:
     origin: str | None = None
 
 
+@pickled_by_fields
 @attrs.frozen
 class Charge:
     """Parts to count against a user's monthly limit, atomically with the insert."""
@@ -76,6 +88,7 @@ class Charge:
     limit: int  # 0 = count but never refuse
 
 
+@pickled_by_fields
 @attrs.frozen
 class Claim:
     """Take new messages straight into a lease as they are committed.
@@ -91,6 +104,7 @@ class Claim:
     limits: dict[str | None, int]
 
 
+@pickled_by_fields
 @attrs.frozen
 class Added:
     id: int
@@ -98,6 +112,7 @@ class Added:
     duplicate: bool = False  # the client_ref was seen before: nothing new was queued
 
 
+@pickled_by_fields
 @attrs.frozen
 class Outcome:
     """What happened when a claimed message was handed to a gateway."""
@@ -113,6 +128,7 @@ class Outcome:
     route: str | None = None  # the route key found at dispatch, kept for later claims
 
 
+@pickled_by_fields
 @attrs.frozen
 class Change:
     """A message whose state changed, for whoever must be told (callbacks, mail)."""

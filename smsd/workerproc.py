@@ -255,6 +255,7 @@ def serve(inp: int, out: int) -> None:
     with contextlib.suppress(OSError):
         fcntl.fcntl(inp, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     buffer = bytearray()
+    chunk = memoryview(bytearray(_PIPE_SIZE))  # os.read would map and unmap a new 1 MiB each time
     eof = False
 
     def take(most: int) -> list[Any]:
@@ -264,9 +265,9 @@ def serve(inp: int, out: int) -> None:
             del buffer[:used]
             if items or eof:
                 return items
-            data = os.read(inp, _PIPE_SIZE)
-            eof = not data
-            buffer.extend(data)
+            n = os.readv(inp, [chunk])
+            eof = not n
+            buffer.extend(chunk[:n])
 
     first = take(1)
     if not first:

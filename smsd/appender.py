@@ -3,7 +3,10 @@
 Lines added while the previous batch is on its way to the disk are gathered
 and written together by a worker thread. ``write`` answers once its lines
 have reached the operating system (and the disk, with ``fsync``); ``add``
-is for lines nobody waits for (the traffic log).
+is for lines nobody waits for (the traffic log). With ``linger``, such
+lines wait that long for company: the traffic log's line a message went
+out in a batch of its own, a thread hand-off and a reactor wake-up per few
+messages, 32 µs of CPU a message in the SMPP benchmark.
 """
 
 from __future__ import annotations
@@ -29,8 +32,13 @@ def _write(f: IO[str], lines: list[str], fsync: bool) -> None:
 
 
 class Appender:
-    def __init__(self, path: str, reactor: Any, *, fsync: bool = False) -> None:
+    def __init__(
+        self, path: str, reactor: Any, *, fsync: bool = False, linger: float = 0.0
+    ) -> None:
         self.path = path
+        self._reactor = reactor
+        self._linger = linger
+        self._timer: Any = None
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._fsync = fsync
         self._thread = WorkerThread(
@@ -61,8 +69,24 @@ class Appender:
     def _kick(self) -> None:
         if self._busy or not self._lines:
             return
+        if self._linger and not self._waiters:
+            if self._timer is None:
+                self._timer = self._reactor.callLater(self._linger, self._lingered)
+            return
+        self._stop_timer()
         self._busy = True
         self._flush()
+
+    def _lingered(self) -> None:
+        self._timer = None
+        if not self._busy and self._lines:
+            self._busy = True
+            self._flush()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _flush(self) -> None:
         lines, waiters = self._lines, self._waiters
@@ -82,6 +106,7 @@ class Appender:
 
     def close(self) -> Deferred[None]:
         """Write what is pending, then close the file."""
+        self._stop_timer()
         if self._lines:
             self._flush()
         return self._thread.close()

@@ -198,7 +198,9 @@ def _build(config: Config, store: Any, reactor: Any) -> Smsd:
     root = Smsd(config, store, reactor)
     traffic = None
     if config.smsd.traffic_log:
-        traffic = TrafficLog(Appender(resolve(config, config.smsd.traffic_log), reactor))
+        traffic = TrafficLog(
+            Appender(resolve(config, config.smsd.traffic_log), reactor, linger=TRAFFIC_LINGER)
+        )
         root.closers.append(traffic.close)
 
     listeners: list[Any] = []
@@ -551,6 +553,7 @@ def _value(ok: bool, value: Any) -> Any:
 
 
 SWITCH_INTERVAL = 0.0005
+TRAFFIC_LINGER = 0.1  # seconds a traffic log line may wait to be written with others
 
 
 def tune_gc() -> None:

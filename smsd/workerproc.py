@@ -44,6 +44,8 @@ log = Logger()
 _LENGTH = struct.Struct("!I")
 _PIPE_SIZE = 1 << 20  # more operations wait in the pipe while a commit runs
 RESTART_DELAY = 1.0  # seconds before a child that died is replaced (not a tight loop)
+RESTART_MAX = 60.0  # a child that keeps dying young waits twice as long each time, up to this
+SETTLED = 10.0  # seconds a child must have lived for its next replacement to start at once
 
 
 class WriterGone(Exception):
@@ -93,11 +95,13 @@ class WorkerProcess:
         self._gone: Exception | None = None
         self._closing = False
         self._restart: Any = None  # the delayed call that starts a child again
+        self._delay = RESTART_DELAY
         self._start()
 
     def _start(self) -> None:
         self._restart = None
         self._gone = None
+        self._started = self._reactor.seconds()
         self._buffer = bytearray()
         here = os.path.dirname(os.path.dirname(os.path.abspath(smsd.__file__)))
         env = dict(os.environ)
@@ -185,14 +189,17 @@ class WorkerProcess:
                     n=len(pending),
                 )
         else:
+            if self._reactor.seconds() - self._started >= SETTLED:
+                self._delay = RESTART_DELAY
             log.critical(
                 "{name} ended: {why}; {n} store operations failed; starting it again in {delay} s",
                 name=self._name,
                 why=_how(reason),
                 n=len(pending),
-                delay=RESTART_DELAY,
+                delay=self._delay,
             )
-            self._restart = self._reactor.callLater(RESTART_DELAY, self._start)
+            self._restart = self._reactor.callLater(self._delay, self._start)
+            self._delay = min(self._delay * 2, RESTART_MAX)
         for d in pending.values():
             d.errback(Failure(gone))
         if closing:
@@ -282,7 +289,10 @@ def serve(inp: int, out: int) -> None:
                 data = _frame(answer)
             except Exception:  # a value that does not pickle: that operation fails alone
                 data = _frame([_checked(result) for result in answer])
-            _write_all(out, data)
+            try:
+                _write_all(out, data)
+            except BrokenPipeError:
+                return  # smsd is gone (killed): what was committed stays committed
     finally:
         conn.close()
 

@@ -24,7 +24,7 @@ from twisted.trial import unittest
 
 from smsd import model, store
 from smsd.store import QuotaExceeded
-from smsd.workerproc import RESTART_DELAY, WorkerProcess, WriterGone
+from smsd.workerproc import RESTART_DELAY, WorkerProcess, WriterGone, _frame, serve
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -145,12 +145,44 @@ class WorkerProcessTests(unittest.TestCase):
         self.assertEqual(await self.worker.run(add, 3), 3)
         self.assertEqual(self.rows(), [1, 3])
 
+    async def test_a_child_that_keeps_dying_young_is_started_again_less_often(self) -> None:
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await self.worker.run(die).addErrback(lambda f: f.trap(WriterGone))
+        await deferLater(reactor, RESTART_DELAY + 0.2, lambda: None)
+        await self.worker.run(die).addErrback(lambda f: f.trap(WriterGone))
+        delays = [e["delay"] for e in events if e.get("log_level") == LogLevel.critical]
+        self.assertEqual(delays, [RESTART_DELAY, 2 * RESTART_DELAY])
+
     async def test_close_while_no_child_runs(self) -> None:
         await self.worker.run(die).addErrback(lambda f: f.trap(WriterGone))
         await self.worker.close()  # at once: there is no child to wait for
         await deferLater(reactor, RESTART_DELAY + 0.2, lambda: None)
         late = self.worker.run(add, 4)
         self.assertFalse(late.called)  # closed: no child was started again
+
+
+class ServeTests(unittest.TestCase):
+    """The child's loop itself, in this process, on pipes."""
+
+    def test_smsd_gone_before_the_answer_ends_it_quietly_with_the_commit_kept(self) -> None:
+        directory = tempfile.mkdtemp(prefix="smsd-test-serve-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "notes.db")
+        inp_r, inp_w = os.pipe()
+        out_r, out_w = os.pipe()
+        os.write(inp_w, _frame((functools.partial(connect, path), 512)) + _frame((0, add, (7,))))
+        os.close(inp_w)  # then EOF, as when smsd dies
+        os.close(out_r)  # nobody reads the answer
+        try:
+            serve(inp_r, out_w)  # returns, no BrokenPipeError
+        finally:
+            os.close(inp_r)
+            os.close(out_w)
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(conn.execute("SELECT n FROM notes").fetchall(), [(7,)])
 
 
 class RecordPicklingTests(unittest.TestCase):

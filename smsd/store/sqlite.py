@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import attrs
-from twisted.internet import reactor as default_reactor
 from twisted.internet.defer import Deferred
 
 from smsd.model import (
@@ -98,7 +97,10 @@ class SQLiteStore:
     ) -> SQLiteStore:
         """Create the file if needed, migrate it and start the writer (``"thread"``
         or ``"process"``) and the reader thread (blocking)."""
-        reactor = reactor or default_reactor
+        if reactor is None:
+            # Imported here, not at the top: the writer process imports this module
+            # for its operations and needs no reactor (15 MB of memory).
+            from twisted.internet import reactor
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         conn = _connect(path, synchronous)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -41,7 +40,7 @@ class WorkerThread:
         self,
         name: str,
         connect: Callable[[], Any],
-        reactor: IReactorFromThreads,
+        reactor: Any,
         *,
         transactional: bool,
         batch: int = 512,
@@ -53,7 +52,11 @@ class WorkerThread:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed: Deferred[None] = Deferred()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        # Started once the reactor runs, not now: twistd without -n forks to
+        # become a daemon after building the service and before running the
+        # reactor, and a thread started before that fork stays behind in the
+        # parent that exits. Operations queued until then wait in the queue.
+        reactor.callWhenRunning(self._thread.start)
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Queue ``fn(connection, *args)``; the Deferred fires in the reactor thread."""
@@ -67,7 +70,8 @@ class WorkerThread:
 
     def join(self, timeout: float) -> None:
         """Wait (blocking) for the thread to end after ``close``: only before the reactor runs."""
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         conn = self._connect()

@@ -96,10 +96,17 @@ class WorkerProcess:
         self._closing = False
         self._restart: Any = None  # the delayed call that starts a child again
         self._delay = RESTART_DELAY
-        self._start()
+        self._transport: Any = None
+        self._early: list[bytes] = []  # operations asked for before the child runs
+        # Started once the reactor runs, as the writer thread is: twistd without
+        # -n forks to become a daemon in between, and the child must be the
+        # daemon's (its exit is seen only by its parent).
+        reactor.callWhenRunning(self._start)
 
     def _start(self) -> None:
         self._restart = None
+        if self._closing and (self._transport is not None or not self._early):
+            return  # closed: a dead child is not replaced, and nothing waits to be done
         self._gone = None
         self._started = self._reactor.seconds()
         self._buffer = bytearray()
@@ -114,6 +121,11 @@ class WorkerProcess:
             childFDs={0: "w", 1: "r", 2: "r"},
         )
         self._transport.write(_frame((self._connect, self._batch)))
+        early, self._early = self._early, []
+        for data in early:
+            self._transport.write(data)
+        if self._closing:  # closed before the reactor ran, with operations asked for
+            self._transport.closeStdin()
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Queue ``fn(connection, *args)`` in the child; the Deferred fires in the reactor.
@@ -135,7 +147,10 @@ class WorkerProcess:
             return fail()
         d: Deferred[Any] = Deferred()
         self._pending[key] = d
-        self._transport.write(data)
+        if self._transport is None:
+            self._early.append(data)
+        else:
+            self._transport.write(data)
         return d
 
     def close(self) -> Deferred[None]:
@@ -147,6 +162,10 @@ class WorkerProcess:
             self._restart.cancel()
             self._restart = None
             self._closed.callback(None)
+        elif self._transport is None:  # the reactor has not run yet: no child so far
+            if not self._early:
+                self._closed.callback(None)
+            # else the child starts with the reactor, does what was asked, and ends
         else:
             self._transport.closeStdin()
         return self._closed
@@ -154,7 +173,7 @@ class WorkerProcess:
     def join(self, timeout: float) -> None:
         """End the child before the reactor runs (a start that failed), at once:
         nothing was acknowledged yet, and SQLite rolls back what it had not committed."""
-        pid = self._transport.pid
+        pid = self._transport.pid if self._transport is not None else None
         if pid is None:
             return
         with contextlib.suppress(OSError):

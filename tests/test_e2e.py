@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 
@@ -133,3 +134,67 @@ class PortInUseTests(unittest.TestCase):
         self.assertIn(f"smsd: cannot listen on tcp:{smsd.port}:interface=127.0.0.1:", output)
         self.assertIn("Address already in use", output)
         self.assertNotIn("Traceback", output)
+
+
+class DaemonModeTests(unittest.TestCase):
+    """``twistd smsd`` without -n: twistd forks to become a daemon after building the
+    service, so the store's writer and threads must start after that fork, in the daemon."""
+
+    def test_a_daemon_takes_a_message_and_stops_with_its_writer(self) -> None:
+        smsd = SmsdProcess(LOOPBACK)
+        self.addCleanup(smsd.cleanup)
+        pidfile = os.path.join(smsd.dir, "twistd.pid")
+        command = [twistd(), f"--pidfile={pidfile}", f"--logfile={smsd.log_path}", "smsd"]
+        subprocess.run(
+            [*command, "--config", str(smsd.config_path)],
+            cwd=smsd.dir,
+            check=True,
+            timeout=30,
+        )  # returns once the daemon has forked
+        pid = smsd.wait_for(lambda: _read_pid(pidfile), what="the pid file")
+        self.addCleanup(_kill, pid)
+        smsd.wait_for(lambda: _answers(smsd), what="the daemon's health answer")
+        code, body = curl(f"{smsd.url}/sms/?number=%2B15551234567&data=daemon", timeout=10)
+        self.assertEqual(code, 200, body)
+        message_id = int(body.split()[1])
+        smsd.wait_for(lambda: len(smsd.loopback_lines()) == 1, what="the loopback delivery")
+        status, message = smsd.get(f"/api/v1/messages/{message_id}")
+        self.assertEqual((status, message["text"]), (200, "daemon"))
+        writer = _children(pid)
+        self.assertEqual(len(writer), 1)  # the store's writer is the daemon's own child
+        os.kill(pid, signal.SIGTERM)
+        smsd.wait_for(lambda: not _alive(pid) and not any(_alive(w) for w in writer), what="exit")
+        self.assertIn("smsd stopped", smsd.log())
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _answers(smsd: SmsdProcess) -> bool:
+    try:
+        return smsd.get("/api/v1/health")[0] in (200, 503)
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill(pid: int) -> None:
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)

@@ -4,9 +4,10 @@ Lines added while the previous batch is on its way to the disk are gathered
 and written together by a worker thread. ``write`` answers once its lines
 have reached the operating system (and the disk, with ``fsync``); ``add``
 is for lines nobody waits for (the traffic log). With ``linger``, such
-lines wait that long for company: the traffic log's line a message went
-out in a batch of its own, a thread hand-off and a reactor wake-up per few
-messages, 32 µs of CPU a message in the SMPP benchmark.
+lines wait that long, to be written with the others that come meanwhile.
+Without it the traffic log's lines went out a few messages at a time, each
+batch a thread hand-off and a reactor wake-up: in the SMPP benchmark the
+main process spent 432-463 µs a message with that, 358-384 with 0.1 s.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ kannel_bench = _load("kannel_bench")
 drive: Callable[..., dict[str, Any]] = http_bench.drive
 cpu_seconds: Callable[[int], float] = http_bench.cpu_seconds
 
-from tests.process import SmsdProcess, free_port  # noqa: E402
+from tests.process import SmsdProcess, children, free_port  # noqa: E402
 
 SMSD_CONFIG = """
 [store]
@@ -307,18 +307,9 @@ class SmsdUnderTest:
         """The main process and its children: the store writer, HTTP workers ([http] workers)."""
         assert self.smsd.proc is not None
         pid = self.smsd.proc.pid
-        path = f"/proc/{pid}/task/{pid}/children"
-        children = open(path).read().split() if os.path.exists(path) else []  # noqa: SIM115
         pids = {"smsd": pid}
-        workers = 0
-        for child in map(int, children):
-            with open(f"/proc/{child}/cmdline", "rb") as f:
-                writer = b"smsd.workerproc" in f.read()
-            if writer:
-                pids["store writer"] = child
-            else:
-                pids[f"http worker {workers}"] = child
-                workers += 1
+        pids.update(("store writer", w) for w in children(pid, writer=True))
+        pids.update((f"http worker {i}", w) for i, w in enumerate(sorted(children(pid))))
         return pids
 
     def uri(self, n: int) -> str:

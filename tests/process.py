@@ -34,6 +34,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def children(pid: int, *, writer: bool = False) -> set[int]:
+    """The pids of smsd's children: its HTTP workers, or (``writer``) its store writer."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids = f.read().split()
+    except OSError:
+        return set()
+    found = set()
+    for child in pids:
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:
+            continue  # ended meanwhile
+        if (b"smsd.workerproc" in command) == writer:
+            found.add(int(child))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent's wait() has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def twistd() -> str:
     """The twistd script installed beside this Python (the venv's)."""
     path = os.path.join(os.path.dirname(sys.executable), "twistd")

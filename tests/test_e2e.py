@@ -9,7 +9,7 @@ import subprocess
 
 from twisted.trial import unittest
 
-from tests.process import LOOPBACK, SmsdProcess, curl, twistd
+from tests.process import LOOPBACK, SmsdProcess, alive, children, curl, twistd
 
 
 class EmbeddedDefaultTests(unittest.TestCase):
@@ -160,10 +160,10 @@ class DaemonModeTests(unittest.TestCase):
         smsd.wait_for(lambda: len(smsd.loopback_lines()) == 1, what="the loopback delivery")
         status, message = smsd.get(f"/api/v1/messages/{message_id}")
         self.assertEqual((status, message["text"]), (200, "daemon"))
-        writer = _children(pid)
+        writer = children(pid, writer=True)
         self.assertEqual(len(writer), 1)  # the store's writer is the daemon's own child
         os.kill(pid, signal.SIGTERM)
-        smsd.wait_for(lambda: not _alive(pid) and not any(_alive(w) for w in writer), what="exit")
+        smsd.wait_for(lambda: not alive(pid) and not any(alive(w) for w in writer), what="exit")
         self.assertIn("smsd stopped", smsd.log())
 
 
@@ -182,19 +182,6 @@ def _answers(smsd: SmsdProcess) -> bool:
         return False
 
 
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _kill(pid: int) -> None:
-    if _alive(pid):
+    if alive(pid):
         os.kill(pid, signal.SIGKILL)

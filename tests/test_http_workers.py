@@ -11,36 +11,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 from twisted.trial import unittest
 
-from tests.process import SmsdProcess, curl
+from tests.process import SmsdProcess, alive, children, curl
 from tests.test_http import CONFIG, HttpCase, form, lines_for
 
 WORKERS_CONFIG = CONFIG.replace("maxmsgs = 4\n", "maxmsgs = 4\nworkers = 2\n")
-
-
-def children(pid: int, *, writer: bool = False) -> set[int]:
-    """The pids of a process's children: its HTTP workers, or (``writer``) its store writer."""
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    found = set()
-    for child in path.read_text().split() if path.exists() else ():
-        try:
-            command = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue  # ended meanwhile
-        if (b"smsd.workerproc" in command) == writer:
-            found.add(int(child))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent's wait() has ended)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 class WorkerTests(HttpCase):
@@ -116,9 +93,9 @@ class StopTests(unittest.TestCase):
         self.assertEqual(code, 200, body)
         self.assertIn(smsd.stop(), (0, -15))  # twistd ends with the signal it was sent
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.assertFalse([p for p in workers if _alive(p)])
+        self.assertFalse([p for p in workers if alive(p)])
 
     def test_workers_stop_when_the_main_process_is_killed(self) -> None:
         """kill -9 of the main process: nobody could commit what they take, so they end
@@ -133,9 +110,9 @@ class StopTests(unittest.TestCase):
         smsd.kill()
         smsd.proc.wait(10)
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        while any(alive(p) for p in workers) and time.monotonic() < deadline:
             time.sleep(0.05)
-        self.assertFalse([p for p in workers if _alive(p)])
+        self.assertFalse([p for p in workers if alive(p)])
         smsd.start()  # the port is free again
         code, body = curl(smsd.url + "/sms/?number=%2B15551250300&data=again")
         self.assertEqual(code, 200, body)

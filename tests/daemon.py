@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet import defer
@@ -20,6 +21,7 @@ from twisted.trial import unittest
 from smsd.config import load
 from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
+from smsd.store.sqlite import SQLiteStore
 from tests.fakes import wait_for
 
 
@@ -139,18 +141,19 @@ class GatewayCase(DaemonCase):
         self, message_id: int, *states: str, timeout: float = 8.0
     ) -> dict[str, Any]:
         """The message once it is in one of ``states`` (as the JSON API shows them)."""
-        last: dict[str, Any] = {}
+        return await wait_state(self.message, message_id, *states, timeout=timeout)
 
-        async def probe() -> dict[str, Any] | None:
-            nonlocal last
-            last = await self.message(message_id)
-            return last if last["state"] in states else None
-
+    async def assert_sent_after_stop(self, ids: list[int]) -> None:
+        """Read from the database file once smsd has stopped: every message is sent,
+        with the SMSC's id kept (what a stop that drains its window must leave)."""
+        store = SQLiteStore.open(os.path.join(self.data_dir, "smsd.db"))
         try:
-            return await wait_for(probe, timeout=timeout, what=f"message {message_id} {states}")
-        except AssertionError as e:
-            seen = {k: last.get(k) for k in ("state", "attempts", "status", "error", "parts")}
-            raise AssertionError(f"{e}; last seen {seen}") from None
+            for message_id in ids:
+                m = await store.get_message(message_id)
+                self.assertEqual(m["state"], "sent")
+                self.assertIsNotNone(m["parts"][0]["provider_id"])
+        finally:
+            await store.close()
 
     async def inbox(self) -> list[Inbound]:
         return list(await self.store.list_inbound(0, 100))
@@ -171,3 +174,25 @@ class GatewayCase(DaemonCase):
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
         return lines
+
+
+async def wait_state(
+    message: Callable[[int], Awaitable[dict[str, Any]]],
+    message_id: int,
+    *states: str,
+    timeout: float,
+) -> dict[str, Any]:
+    """The message (as ``message`` reads it) once it is in one of ``states``; on a
+    timeout the error says what was last seen."""
+    last: dict[str, Any] = {}
+
+    async def probe() -> dict[str, Any] | None:
+        nonlocal last
+        last = await message(message_id)
+        return last if last["state"] in states else None
+
+    try:
+        return await wait_for(probe, timeout=timeout, what=f"message {message_id} {states}")
+    except AssertionError as e:
+        seen = {k: last.get(k) for k in ("state", "attempts", "status", "error", "parts")}
+        raise AssertionError(f"{e}; last seen {seen}") from None

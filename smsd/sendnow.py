@@ -1,4 +1,5 @@
-"""Write to a TCP connection at once when nothing is waiting to go before it.
+"""Write to a TCP connection, or to a child process's stdin, at once when
+nothing is waiting to go before it.
 
 Why: Twisted's ``transport.write`` only buffers. The bytes go on the
 reactor's next turn, after two ``epoll_ctl`` calls (start, then stop
@@ -17,9 +18,10 @@ whenever Twisted has bytes queued, so the order of bytes never changes.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from twisted.internet import tcp
+from twisted.internet import process, tcp
 
 
 def send_now(transport: Any, data: bytes) -> None:
@@ -46,3 +48,33 @@ def send_now(transport: Any, data: bytes) -> None:
 
 
 _PLAIN = frozenset({tcp.Server, tcp.Client})
+
+
+def write_to_child(child: Any, data: bytes) -> None:
+    """``child.write(data)`` (a spawned process's stdin), written right away.
+
+    Why: for a pipe Twisted's ``ProcessWriter.write`` stops watching it for
+    readability (how it sees the child close its end), watches it for
+    writability, writes on the next turn and swaps back: four ``epoll_ctl``
+    calls and a dispatched event for each batch of store operations sent to
+    the writer process (strace, SMPP benchmark: 1,138 epoll_ctl calls for 284
+    writes). Written here, the writer also starts on the batch a turn sooner.
+    """
+    writer = getattr(child, "pipes", {}).get(0)
+    if (
+        type(writer) is process.ProcessWriter
+        and writer.connected
+        and not writer.disconnecting
+        and not writer._tempDataBuffer
+        and writer.offset == len(writer.dataBuffer)
+    ):
+        try:
+            written = os.write(writer.fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            written = 0  # the child is gone: Twisted's own write path sees it and ends the pipe
+        if written == len(data):
+            return
+        data = data[written:]
+    child.write(data)

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import smsd
+from smsd.sendnow import write_to_child
 from smsd.worker import execute
 
 log = Logger()
@@ -150,7 +151,7 @@ class WorkerProcess:
         if self._transport is None:
             self._early.append(data)
         else:
-            self._transport.write(data)
+            write_to_child(self._transport, data)
         return d
 
     def close(self) -> Deferred[None]:

@@ -1,21 +1,22 @@
-"""send_now: bytes on the wire at once, never out of order, all of them.
+"""send_now and write_to_child: bytes on their way at once, never out of order, all of them.
 
 A Twisted client connects to a plain blocking socket; the test reads that
 socket itself, so it sees exactly what reached the kernel before the
-reactor's next turn.
+reactor's next turn. A child process echoes its stdin, for the pipe.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 
 from twisted.internet import defer, reactor
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory, ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
-from smsd.sendnow import send_now
+from smsd.sendnow import send_now, write_to_child
 
 
 class _Client(Protocol):
@@ -86,4 +87,51 @@ class SendNowTests(unittest.TestCase):
     def test_other_transports_are_written_as_usual(self) -> None:
         transport = StringTransport()
         send_now(transport, b"abc")
+        self.assertEqual(transport.value(), b"abc")
+
+
+class _Echoed(ProcessProtocol):
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ended: defer.Deferred[None] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.data += data
+
+    def processEnded(self, reason: object) -> None:
+        self.ended.callback(None)
+
+
+ECHO = "import sys; sys.stdout.buffer.write(sys.stdin.buffer.read())"
+
+
+class WriteToChildTests(unittest.TestCase):
+    timeout = 20
+
+    def spawn(self) -> tuple[_Echoed, object]:
+        echoed = _Echoed()
+        child = reactor.spawnProcess(echoed, sys.executable, [sys.executable, "-c", ECHO], env={})
+        return echoed, child
+
+    async def test_nothing_is_left_for_the_reactor_to_write(self) -> None:
+        echoed, child = self.spawn()
+        write_to_child(child, b"one batch")
+        writer = child.pipes[0]  # type: ignore[attr-defined]
+        self.assertEqual((writer.dataBuffer, writer._tempDataBuffer), (b"", []))
+        child.closeStdin()  # type: ignore[attr-defined]
+        await echoed.ended
+        self.assertEqual(bytes(echoed.data), b"one batch")
+
+    async def test_what_the_pipe_does_not_take_follows_in_order(self) -> None:
+        echoed, child = self.spawn()
+        data = bytes(range(256)) * 16384  # 4 MiB: more than a pipe holds
+        write_to_child(child, data)
+        write_to_child(child, b"end")
+        child.closeStdin()  # type: ignore[attr-defined]
+        await echoed.ended
+        self.assertEqual(bytes(echoed.data), data + b"end")
+
+    def test_other_transports_are_written_as_usual(self) -> None:
+        transport = StringTransport()
+        write_to_child(transport, b"abc")
         self.assertEqual(transport.value(), b"abc")

@@ -154,11 +154,16 @@ class AsyncResource:
 
     def __init__(self, ctx: HttpContext) -> None:
         self.ctx = ctx
+        self._handlers = {  # b"GET" -> handle_GET, looked up once
+            name[7:].encode(): getattr(self, name)
+            for name in dir(self)
+            if name.startswith("handle_")
+        }
 
     def render(self, request: Request) -> None:
-        handler = getattr(self, "handle_" + request.method.decode("ascii", "replace"), None)
+        handler = self._handlers.get(request.method)
         if handler is None:
-            allowed = sorted(m[7:] for m in dir(self) if m.startswith("handle_"))
+            allowed = sorted(m.decode() for m in self._handlers)
             request.setHeader(b"allow", ", ".join(allowed).encode())
             self._write(
                 request,

@@ -367,6 +367,7 @@ class HttpSite(Factory):
         self.idle_timeout = idle_timeout
         self.reactor = reactor
         self.not_found = not_found
+        self._routed: dict[bytes, tuple[Callable[[Request], None], tuple[bytes, ...]]] = {}
         self.channels: weakref.WeakSet[HttpProtocol] = weakref.WeakSet()
         self._sweep = LoopingCall(self._close_idle)
         self._sweep.clock = reactor
@@ -384,13 +385,22 @@ class HttpSite(Factory):
         return protocol
 
     def handle(self, request: Request) -> None:
-        segments = [unquote_to_bytes(s) for s in request.path.split(b"/") if s]
+        route = self._routed.get(request.path)
+        if route is None:
+            route = self._route(request.path)
+            if len(self._routed) >= 1024:  # paths with ids in them: keep the cache small
+                self._routed.clear()
+            self._routed[request.path] = route
+        render, postpath = route
+        request.postpath = list(postpath)
+        render(request)
+
+    def _route(self, path: bytes) -> tuple[Callable[[Request], None], tuple[bytes, ...]]:
+        segments = [unquote_to_bytes(s) for s in path.split(b"/") if s]
         for prefix, handler in self.routes:
             if tuple(segments[: len(prefix)]) == prefix:
-                request.postpath = segments[len(prefix) :]
-                handler.render(request)
-                return
-        self.not_found(request)
+                return handler.render, tuple(segments[len(prefix) :])
+        return self.not_found, ()
 
     def date(self) -> bytes:
         second = int(time.time())

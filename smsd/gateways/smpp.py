@@ -430,11 +430,17 @@ class SmppGateway(Gateway):
             return
         now = self.reactor.seconds()
         ready = [b for b in self.binds if b.can_submit(now)]
+        used: set[_Bind] = set()
         while self.queue and ready:
             b = min(ready, key=lambda b: b.outstanding())
             b.submit(self.queue.popleft(), now)
+            used.add(b)
             if not b.can_submit(now):
                 ready.remove(b)
+        # Written now, at the end of the pump (itself the end of a reactor turn), not
+        # one more turn later: the window's submit_sm go out in one write per bind.
+        for b in used:
+            b.flush()
         if self.queue and not ready:
             pauses = [b.paused_until for b in self.binds if b.bound and b.paused_until > now]
             if not pauses:
@@ -728,7 +734,11 @@ class _Bind(ReconnectingLink):
         assert self.protocol is not None
         submission.bind = self
         self.protocol.session.submit(submission.params, submission.tlvs, now=now, ref=submission)
-        self.protocol.flush_soon()
+
+    def flush(self) -> None:
+        """Write what the session has queued (the submit_sm of a pump)."""
+        if self.protocol is not None:
+            self.protocol.flush()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -762,7 +772,7 @@ class _SmppProtocol(Protocol):
 
     def flush_soon(self) -> None:
         """Write at the end of this reactor turn: the answers to a burst of
-        receipts, or a window of submit_sm, go out in one write."""
+        receipts go out in one write."""
         if self._flush_call is None:
             self._flush_call = self.bind.reactor.callLater(0, self.flush)
 

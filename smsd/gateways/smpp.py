@@ -509,12 +509,17 @@ class SmppGateway(Gateway):
             log.failure("gateway {id}: cannot handle a deliver_sm", id=self.id)
             link.respond(sequence, command, 0x64)  # ESME_RX_T_APPN: the SMSC tries again
             return
+        answer = (link, sequence, command)
+        d.addCallbacks(
+            self._committed, self._not_committed, callbackArgs=answer, errbackArgs=answer
+        )
 
-        def failed(f: Failure) -> None:
-            log.failure("gateway {id}: a deliver_sm was not committed", f, id=self.id)
-            link.respond(sequence, command, 0x64)
+    def _committed(self, _: Any, link: _SmppProtocol, sequence: int, command: int) -> None:
+        link.respond(sequence, command, 0)
 
-        d.addCallbacks(lambda _: link.respond(sequence, command, 0), failed)
+    def _not_committed(self, f: Failure, link: _SmppProtocol, sequence: int, command: int) -> None:
+        log.failure("gateway {id}: a deliver_sm was not committed", f, id=self.id)
+        link.respond(sequence, command, 0x64)
 
     def _receipt(self, receipt_id: str | None, stat: str | None, err: str | None) -> Deferred[Any]:
         self.counters["receipts"] += 1
@@ -648,7 +653,18 @@ class _Bind(ReconnectingLink):
 
     def event(self, e: Any, link: _SmppProtocol) -> None:
         g = self.gateway
-        if isinstance(e, smpp.Bound):
+        # The two of every message first: a submit_sm's answer, a receipt (or MO).
+        if isinstance(e, smpp.SubmitResult):
+            submission = e.ref
+            if e.status in THROTTLING:
+                self._slow_down()
+            elif e.status == 0:
+                self.throttle = 0.0
+            g.answered(submission, e.status, e.message_id)
+            g._schedule_pump()
+        elif isinstance(e, smpp.DeliverSm):
+            g.deliver(link, e.sequence, e.pdu, smpp.Command.DELIVER_SM_RESP)
+        elif isinstance(e, smpp.Bound):
             self.bound, self.problem, self.failures = True, "", 0
             log.info("gateway {id}: bound as {mode}", id=g.id, mode=self.mode)
             g.bind_changed()
@@ -663,20 +679,10 @@ class _Bind(ReconnectingLink):
             )
             self._retry = self.reactor.callLater(g.options.bind_refused_delay, self.connect)
             self._close()
-        elif isinstance(e, smpp.SubmitResult):
-            submission = e.ref
-            if e.status in THROTTLING:
-                self._slow_down()
-            elif e.status == 0:
-                self.throttle = 0.0
-            g.answered(submission, e.status, e.message_id)
-            g._schedule_pump()
         elif isinstance(e, smpp.GenericNack):
             if e.ref is not None:
                 g.answered(e.ref, e.status or 0x08, None)
                 g._schedule_pump()
-        elif isinstance(e, smpp.DeliverSm):
-            g.deliver(link, e.sequence, e.pdu, smpp.Command.DELIVER_SM_RESP)
         elif isinstance(e, smpp.DataSm):
             g.deliver(link, e.sequence, e.pdu, smpp.Command.DATA_SM_RESP)
         elif isinstance(e, smpp.Unbound | smpp.UnbindComplete):

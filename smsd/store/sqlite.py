@@ -151,7 +151,8 @@ class SQLiteStore:
         """Several submissions in one operation; a refused one gets its error in
         place. With ``claim``, messages that can go now are leased at once and
         come back, ready to send, as the second item."""
-        return self._writer.run(_add_batch, batch, claim)
+        d = self._writer.run(_add_batch, batch, claim)
+        return d.addCallback(_with_claimed, batch)
 
     def claim(
         self,
@@ -316,11 +317,46 @@ class SQLiteStore:
 # Operations: each runs in a database thread with its connection. ---------------
 
 
+def _with_claimed(
+    added: tuple[list[list[Added] | QuotaExceeded], list[tuple[int, int]]],
+    batch: list[tuple[list[NewMessage], Charge | None]],
+) -> tuple[list[list[Added] | QuotaExceeded], list[Message]]:
+    """The messages a commit leased, made here from what was sent to be committed.
+
+    The writer answers with their places only: pickling each Message back to the
+    process that has its fields already cost more than making it again here."""
+    results, places = added
+    claimed = []
+    for i, j in places:
+        a = results[i]
+        assert not isinstance(a, QuotaExceeded)
+        m = batch[i][0][j]
+        claimed.append(
+            Message(
+                a[j].id,
+                m.recipient,
+                m.sender,
+                m.encoding,
+                m.dcs,
+                m.pid,
+                m.parts,
+                len(m.parts),
+                m.user,
+                m.pin_gateway,
+                0,
+                m.expires_at,
+                m.created_at,
+                route=m.route,
+            )
+        )
+    return results, claimed
+
+
 def _add_batch(
     conn: sqlite3.Connection,
     batch: list[tuple[list[NewMessage], Charge | None]],
     claim: Claim | None = None,
-) -> tuple[list[list[Added] | QuotaExceeded], list[Message]]:
+) -> tuple[list[list[Added] | QuotaExceeded], list[tuple[int, int]]]:
     """Insert the messages of many submissions with three statements in all.
 
     Ids are given here rather than by SQLite: the write transaction holds the
@@ -328,17 +364,18 @@ def _add_batch(
     is ours, and the rows can go in with executemany instead of one INSERT
     each. Quotas are checked before anything of a submission is written, so a
     refused submission needs no rollback. Messages taken into the claim are
-    written as leased (they never pass through the queue's indexes).
+    written as leased (they never pass through the queue's indexes); they are
+    given back as (submission, message) places in ``batch`` (see _with_claimed).
     """
     limits = dict(claim.limits) if claim is not None else {}
-    claimed: list[Message] = []
+    claimed: list[tuple[int, int]] = []
     next_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM messages").fetchone()[0]
     message_rows: list[tuple[Any, ...]] = []
     part_rows: list[tuple[Any, ...]] = []
     usage: dict[tuple[str, str], list[int]] = {}  # (user, period) -> [used before, added]
     seen: dict[tuple[str, str, str], Added] = {}  # client refs taken in this batch
     results: list[list[Added] | QuotaExceeded] = []
-    for messages, charge in batch:
+    for place, (messages, charge) in enumerate(batch):
         added: list[Added | int | None] = []  # int: a repeat of that earlier position
         fresh: list[NewMessage] = []
         mine: dict[tuple[str, str, str], int] = {}  # client refs new in this submission
@@ -388,24 +425,7 @@ def _add_batch(
             if claim is not None and limits.get(m.route, 0) > 0 and m.due_at <= m.created_at:
                 limits[m.route] -= 1
                 state, owner, lease_until = "sending", claim.owner, claim.lease_until
-                claimed.append(
-                    Message(
-                        message_id,
-                        m.recipient,
-                        m.sender,
-                        m.encoding,
-                        m.dcs,
-                        m.pid,
-                        m.parts,
-                        len(m.parts),
-                        m.user,
-                        m.pin_gateway,
-                        0,
-                        m.expires_at,
-                        m.created_at,
-                        route=m.route,
-                    )
-                )
+                claimed.append((place, i))
             message_rows.append(
                 (
                     message_id,

@@ -652,11 +652,24 @@ def ratios(smsd: dict[str, Any] | None, kannel: dict[str, Any] | None) -> dict[s
 
 
 def record_markdown(row: str) -> None:
-    new = not os.path.exists(RESULTS_MD)
-    with open(RESULTS_MD, "a") as f:
-        if new:
-            f.write(RESULTS_HEADER + TABLE_HEADER)
-        f.write(row)
+    """Add ``row`` at the end of the SMPP table (RESULTS.md holds other benchmarks' tables
+    after it), or start the file."""
+    if not os.path.exists(RESULTS_MD):
+        with open(RESULTS_MD, "w") as f:
+            f.write(RESULTS_HEADER + TABLE_HEADER + row)
+        return
+    with open(RESULTS_MD) as f:
+        lines = f.readlines()
+    header = TABLE_HEADER.splitlines(keepends=True)[0]
+    if header not in lines:
+        lines += ["\n", TABLE_HEADER, row]
+    else:
+        end = lines.index(header) + 2
+        while end < len(lines) and lines[end].startswith("| "):
+            end += 1
+        lines.insert(end, row)
+    with open(RESULTS_MD, "w") as f:
+        f.writelines(lines)
 
 
 # --- main -------------------------------------------------------------------

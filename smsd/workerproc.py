@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import pickle
 import signal
@@ -37,7 +38,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import smsd
-from smsd.sendnow import write_to_child
 from smsd.worker import execute
 
 log = Logger()
@@ -98,6 +98,7 @@ class WorkerProcess:
         self._restart: Any = None  # the delayed call that starts a child again
         self._delay = RESTART_DELAY
         self._transport: Any = None
+        self._write: Callable[[bytes], None] | None = None  # to the child once it runs
         self._early: list[bytes] = []  # operations asked for before the child runs
         # Started once the reactor runs, as the writer thread is: twistd without
         # -n forks to become a daemon in between, and the child must be the
@@ -121,6 +122,11 @@ class WorkerProcess:
             env=env,
             childFDs={0: "w", 1: "r", 2: "r"},
         )
+        # Imported here, in smsd, not at the top: the child imports this module too,
+        # and Twisted's TCP and process modules would cost it 11 MB (OpenSSL among them).
+        from smsd.sendnow import write_to_child
+
+        self._write = functools.partial(write_to_child, self._transport)
         self._transport.write(_frame((self._connect, self._batch)))
         early, self._early = self._early, []
         for data in early:
@@ -148,10 +154,10 @@ class WorkerProcess:
             return fail()
         d: Deferred[Any] = Deferred()
         self._pending[key] = d
-        if self._transport is None:
+        if self._write is None:  # no child yet
             self._early.append(data)
         else:
-            write_to_child(self._transport, data)
+            self._write(data)
         return d
 
     def close(self) -> Deferred[None]:

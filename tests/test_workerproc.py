@@ -14,6 +14,8 @@ import pickle
 import shutil
 import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 
 import attrs
@@ -183,6 +185,25 @@ class ServeTests(unittest.TestCase):
         conn = sqlite3.connect(path)
         self.addCleanup(conn.close)
         self.assertEqual(conn.execute("SELECT n FROM notes").fetchall(), [(7,)])
+
+    def test_the_child_loads_no_network_or_reactor_modules(self) -> None:
+        """The writer child needs SQLite and pickle: Twisted's reactor, TCP and TLS
+        modules would cost it about 11 MB of memory (OpenSSL above all)."""
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, smsd.workerproc, smsd.store.sqlite;"
+                " print(sorted(m for m in sys.modules if m == 'OpenSSL'"
+                " or m.startswith(('twisted.internet.tcp', 'twisted.internet.reactor',"
+                " 'twisted.internet.process'))))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        self.assertEqual(out.stdout.strip(), "[]")
 
 
 class RecordPicklingTests(unittest.TestCase):

@@ -295,6 +295,18 @@ class CodingTests(SmppCase):
             {b"a": (1, 1, "15550001111"), b"b": (3, 0, "12345"), b"c": (5, 0, "Shop")},
         )
 
+    async def test_a_sender_smpp_cannot_carry_fails_that_message_alone(self) -> None:
+        """A GSM sender ID outside Latin-1 (Δ) cannot be a source_addr: that message fails
+        for good with the codec's words; the others of the same pump go out."""
+        await self.start()
+        bad = await self.submit("a", sender="ΔELTA")
+        good = await self.submit("b", sender="Shop")
+        m = await self.wait_state(bad, "failed")
+        self.assertIn("source_addr", m["error"] or m["status"])
+        self.assertEqual(m["attempts"], 1)
+        await self.wait_state(good, "delivered")
+        self.assertEqual([s.short_message for s in self.smsc.submits], [b"b"])
+
     async def test_ton_npi_overrides(self) -> None:
         """source_ton/source_npi in the link win over the address's form."""
         sub = await self.sent_as("x", "source_ton = 0\nsource_npi = 9", sender="+15550001111")

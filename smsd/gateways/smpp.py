@@ -433,7 +433,12 @@ class SmppGateway(Gateway):
         used: set[_Bind] = set()
         while self.queue and ready:
             b = min(ready, key=lambda b: b.outstanding())
-            b.submit(self.queue.popleft(), now)
+            submission = self.queue.popleft()
+            try:
+                b.submit(submission, now)
+            except ValueError as e:  # a field SMPP cannot carry (a sender outside Latin-1)
+                self._unsendable(submission, str(e))
+                continue
             used.add(b)
             if not b.can_submit(now):
                 ready.remove(b)
@@ -452,6 +457,17 @@ class SmppGateway(Gateway):
                 self._fail_queue("the SMSC asked to slow down; back in the queue")
             else:
                 self._pump_call = self.reactor.callLater(wait, self._pump)
+
+    def _unsendable(self, submission: _Submission, why: str) -> None:
+        """The codec refused this submit_sm: the message fails for good, saying why."""
+        log.warn(
+            "gateway {id}: message {message} cannot go over SMPP: {why}",
+            id=self.id,
+            message=submission.message.id,
+            why=why,
+        )
+        result = PartResult(submission.seqs[0], False, status=why, temporary=False)
+        submission.result.set(submission.seqs, result)
 
     def _fail_queue(self, why: str) -> None:
         """Submissions never sent: requeued without counting an attempt (as throttled ones)."""

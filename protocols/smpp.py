@@ -704,11 +704,12 @@ _PLANS: dict[int, tuple[_Step, ...]] = {cmd: _compile(body) for cmd, body in BOD
 # field; for the bodies a gateway meets on every message (submit_sm, deliver_sm and their
 # responses) that was half of the codec's time. So each plan is also written out once, at
 # import, as a Python function with one line per field, in the way namedtuple and attrs
-# write theirs: submit_sm encodes in 2.8 µs instead of 4.8, a submit_sm_resp and a receipt
-# decode in 5.7-6.2 instead of 8.4-9.0 (2026-12-02). These take only the plain case (every C-string
-# ASCII text within its limit, bytes for short_message, every field there) and return None
-# for anything else, which then goes the interpreted way above and below: the rules, the
-# lenient reading of responses and the error messages live in one place only.
+# write theirs: submit_sm encodes in 2.8 µs instead of 4.8, a submit_sm_resp and a
+# receipt decode in 5.7-6.2 instead of 8.4-9.0 (2026-12-02). These take only the plain
+# case (every C-string ASCII text within its limit, bytes for short_message, every field
+# there) and return None for anything else, which then goes the interpreted way above and
+# below: the rules, the lenient reading of responses and the error messages live in one
+# place only.
 
 
 def _fast_encoder(plan: tuple[_Step, ...]) -> Callable[[dict[str, Any]], bytes | None] | None:

@@ -555,14 +555,17 @@ class Pdu:
     def tlv_str(self, tag: int) -> str | None:
         """The TLV as text up to its NUL (tolerating a missing NUL), Latin-1 like C-strings."""
         value = self.tlv(tag)
-        if value is None:
-            return None
-        nul = value.find(b"\0")
-        return (value if nul < 0 else value[:nul]).decode("latin-1")
+        return None if value is None else _text_to_nul(value)
 
     @property
     def name(self) -> str:
         return _command_name(self.command)
+
+
+def _text_to_nul(value: bytes) -> str:
+    """A C-string TLV's text: up to its NUL (tolerating a missing one), Latin-1."""
+    nul = value.find(b"\0")
+    return (value if nul < 0 else value[:nul]).decode("latin-1")
 
 
 def tlv_value(tag: int, value: int | str | bytes) -> bytes:
@@ -1427,10 +1430,7 @@ def _receipt_tlv_values(pdu: Pdu) -> tuple[str | None, int | None, bytes | None]
                 state = int.from_bytes(value, "big")
         elif tag == _NETWORK_ERROR_CODE and network_error is None:
             network_error = value
-    tlv_id = None
-    if raw_id is not None:
-        nul = raw_id.find(b"\0")
-        tlv_id = (raw_id if nul < 0 else raw_id[:nul]).decode("latin-1")
+    tlv_id = None if raw_id is None else _text_to_nul(raw_id)
     return tlv_id, state, network_error
 
 

@@ -18,7 +18,9 @@ whenever Twisted has bytes queued, so the order of bytes never changes.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import process, tcp
@@ -29,21 +31,12 @@ def send_now(transport: Any, data: bytes) -> None:
     if (
         type(transport) in _PLAIN
         and not transport.TLS
-        and transport.connected
-        and not transport.disconnecting
         and not transport._writeDisconnected
-        and not transport._tempDataBuffer
-        and transport.offset == len(transport.dataBuffer)
+        and _nothing_queued(transport)
     ):
-        try:
-            sent = transport.socket.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            sent = 0  # a reset or closed peer: Twisted's own write path sees it and closes
-        if sent == len(data):
+        data = _write_what_goes(transport.socket.send, data)
+        if not data:
             return
-        data = data[sent:]
     transport.write(data)
 
 
@@ -61,20 +54,26 @@ def write_to_child(child: Any, data: bytes) -> None:
     writes). Written here, the writer also starts on the batch a turn sooner.
     """
     writer = getattr(child, "pipes", {}).get(0)
-    if (
-        type(writer) is process.ProcessWriter
-        and writer.connected
-        and not writer.disconnecting
-        and not writer._tempDataBuffer
-        and writer.offset == len(writer.dataBuffer)
-    ):
-        try:
-            written = os.write(writer.fd, data)
-        except BlockingIOError:
-            written = 0
-        except OSError:
-            written = 0  # the child is gone: Twisted's own write path sees it and ends the pipe
-        if written == len(data):
+    if type(writer) is process.ProcessWriter and _nothing_queued(writer):
+        data = _write_what_goes(functools.partial(os.write, writer.fd), data)
+        if not data:
             return
-        data = data[written:]
     child.write(data)
+
+
+def _nothing_queued(descriptor: Any) -> bool:
+    """A Twisted FileDescriptor that is open and has no bytes of its own waiting."""
+    return (
+        descriptor.connected
+        and not descriptor.disconnecting
+        and not descriptor._tempDataBuffer
+        and descriptor.offset == len(descriptor.dataBuffer)
+    )
+
+
+def _write_what_goes(write: Callable[[bytes], int], data: bytes) -> bytes:
+    """What ``write`` (a non-blocking send or write) did not take of ``data``."""
+    try:
+        return data[write(data) :]
+    except OSError:  # full (BlockingIOError), or a reset peer or a gone child, which
+        return data  # Twisted's own write path then sees and closes

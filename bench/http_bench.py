@@ -2,7 +2,7 @@
 
 Starts smsd (``twistd -n smsd``) in a temporary directory with a loopback
 gateway, drives it with h2load (Debian ``nghttp2-client``, in HTTP/1.1 mode:
-keep-alive connections, one SMS per request, each to its own number, exactly
+keep-alive connections, one SMS per request, exactly
 ``--requests`` requests, a log line per request for the percentiles), then
 waits until every accepted message is delivered. Prints one JSON line
 and appends it to ``bench/results.jsonl`` (with ``--record``).
@@ -63,9 +63,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# Connections are opened RAMP at a time, RAMP_PERIOD apart, not all at once:
+# Kannel's HTTP server listens with a backlog of 10, so 32 connections opened
+# together left 22 of them waiting a second for the SYN to be sent again, and
+# Kannel ran the first second of a three-second run with ten clients (lower
+# latency, lower rate) instead of 32. Both gateways get the same ramp.
+RAMP = 8
+RAMP_PERIOD = "10ms"
+
+
 def drive(h2load: str, uris: str, log: str, requests: int, connections: int, threads: int) -> dict:
-    """h2load in HTTP/1.1 mode, one request at a time per keep-alive connection, each
-    request the next line of ``uris``; the summary of its per-request log."""
+    """h2load in HTTP/1.1 mode, one request at a time per keep-alive connection
+    (each connection takes the lines of ``uris`` in order, from the first); the
+    summary of its per-request log."""
     subprocess.run(
         [
             h2load,
@@ -78,6 +88,10 @@ def drive(h2load: str, uris: str, log: str, requests: int, connections: int, thr
             str(threads),
             "-m",
             "1",
+            "--rate",
+            str(RAMP),
+            "--rate-period",
+            RAMP_PERIOD,
             "-i",
             uris,
             "--log-file",
@@ -112,6 +126,7 @@ def common_result(
         "p50_ms": load["p50_ms"],
         "p99_ms": load["p99_ms"],
         "max_ms": load["max_ms"],
+        "in_flight": load["in_flight"],
         "accept_seconds": round(accept_seconds, 2),
         "delivered_seconds": round(delivered_seconds, 2),
     }
@@ -148,6 +163,9 @@ def summarise(path: str) -> dict:
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
         "max_ms": round(latencies[-1], 2),
+        # Requests waiting for their answer, on average (Little's law): the
+        # concurrency the latencies were measured at.
+        "in_flight": round(sum(latencies) / 1000 / seconds, 1),
     }
 
 

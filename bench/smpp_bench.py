@@ -30,8 +30,11 @@ For each gateway, in turn (smsd first, then Kannel):
   smsd matches each receipt to its message and writes it to the store; the
   benchmark asks neither for a status callback.
 * h2load in HTTP/1.1 mode, exactly as bench/http_bench.py (its ``drive()``):
-  N requests over C keep-alive connections, one SMS per request, each to its
-  own number; p50/p99 of the HTTP answer time from its per-request log.
+  N requests over C keep-alive connections (opened eight at a time, 10 ms
+  apart: Kannel's listen backlog is 10), one SMS per request, every
+  connection walking the same list of numbers from its start; p50/p99 of the
+  HTTP answer time from its per-request log, and ``in_flight``, the requests
+  waiting for an answer on average (about C when every connection is busy).
 * then waits (every wait bounded by --timeout) until the sink has answered a
   submit_sm for every accepted message and has every receipt acknowledged,
   and the gateway has nothing left (smsd: no message queued or sending, as
@@ -44,7 +47,7 @@ keys of http_bench's lines where they apply):
   start of h2load to the sink's last submit_sm_resp (the sink's clock);
   ``settled_per_s``: the same up to the moment every receipt was acknowledged
   and the gateway had drained (20 ms polling);
-* ``accepted_per_s``, ``p50_ms``, ``p99_ms``, ``max_ms``: h2load's;
+* ``accepted_per_s``, ``p50_ms``, ``p99_ms``, ``max_ms``, ``in_flight``: h2load's;
 * ``cpu_us_per_msg``: user + system CPU of the gateway's processes (smsd's
   one process; bearerbox + smsbox) from the start of h2load to settling, per
   message; ``h2load_cpu_us_per_msg`` and ``sink_cpu_us_per_msg`` for the rest
@@ -566,7 +569,7 @@ and `"smpp-ratio"`). Run it with
     .venv/bin/python bench/smpp_bench.py --requests 20000 --connections 32 --record
 
 What it measures: HTTP -> store -> SMPP. h2load (HTTP/1.1, 32 keep-alive
-connections, one SMS per request, each to its own number) submits 20,000
+connections opened eight at a time, one SMS per request) submits 20,000
 messages to smsd (`/sms/`), then the same to Kannel 1.4 from Debian
 (bearerbox + smsbox, `store-type = file`, `/cgi-bin/sendsms` with
 `dlr-mask=3`, no `dlr-url`). Both send to the same SMSC,

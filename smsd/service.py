@@ -24,7 +24,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from smsd import numbers
+from smsd import foreground, numbers
 from smsd.alerts import Alerts
 from smsd.appender import Appender
 from smsd.channels.callbacks import Callbacks
@@ -580,6 +580,7 @@ def service_from_options(config_path: str | None, data_dir: str | None) -> Smsd:
     from twisted.internet import reactor
 
     reactor.callWhenRunning(tune_gc)
+    foreground.install(reactor)
     try:
         config = load(config_path, data_dir)
         return make_service(config)

@@ -20,6 +20,7 @@ from twisted.internet import defer, ssl
 from twisted.internet import reactor as global_reactor
 from twisted.internet.interfaces import ISSLTransport
 
+from smsd import foreground
 from smsd.config import load
 from smsd.configschema import ConfigError
 from smsd.model import Inbound
@@ -182,6 +183,8 @@ class SendTests(SmppCase):
         self.assertEqual((receipt.status, receipt.attempts), (0, 1))  # acknowledged once
 
         self.assertEqual(self.gateway.health.value, "up")
+        # under load, HTTP clients are served before this bind (smsd.foreground)
+        self.assertTrue(foreground.is_background(self.gateway.binds[0].protocol.transport))
         status = self.member()
         self.assertEqual(status["state"], "up")
         [bind] = status["binds"]
@@ -980,6 +983,9 @@ class TlsTests(SmppCase):
         self.assertEqual(sub.short_message, b"Over TLS")
         transport = smsc.sessions[0].connection.transport
         self.assertTrue(ISSLTransport.providedBy(transport), transport)  # it really was TLS
+        ours = self.gateway.binds[0].protocol.transport
+        self.assertTrue(ISSLTransport.providedBy(ours), ours)
+        self.assertTrue(foreground.is_background(ours))  # its TCP connection, under TLS
 
     async def test_untrusted_certificate_is_down_and_sends_nothing(self) -> None:
         """Without tls_ca the self-signed certificate is not trusted: no bind, the

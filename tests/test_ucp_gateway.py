@@ -17,6 +17,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.internet import reactor as global_reactor
 
+from smsd import foreground
 from smsd.config import load
 from smsd.configschema import ConfigError
 from smsd.service import Smsd, make_service
@@ -180,6 +181,8 @@ class SendTests(UcpCase):
         self.assertEqual((status["submitted"], status["notifications"]), (1, 1))
         [link] = status["links"]
         self.assertEqual((link["role"], link["up"], link["outstanding"]), ("main", True, 0))
+        # under load, HTTP clients are served before this link (smsd.foreground)
+        self.assertTrue(foreground.is_background(self.gateway.links[0].protocol.transport))
 
     async def test_not_delivered_fails_with_its_reason(self) -> None:
         """Dst 2 (not delivered), Rsn 001: failed, the words kept."""

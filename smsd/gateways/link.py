@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
+from smsd import foreground
 from smsd.gateways.base import reconnect_delay
 
 
@@ -45,7 +46,7 @@ class ReconnectingLink:
             return
         self.closed = Deferred()
         d = self.endpoint().connect(Factory.forProtocol(self.new_protocol))
-        d.addErrback(self._not_connected)
+        d.addCallbacks(_served_after_clients, self._not_connected)
 
     def _not_connected(self, failure: Failure) -> None:
         self.problem = f"cannot connect: {failure.getErrorMessage()}"
@@ -67,3 +68,10 @@ class ReconnectingLink:
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
+
+
+def _served_after_clients(protocol: Protocol) -> Protocol:
+    """A link is fed from the queue: when the reactor is busy, clients go first
+    (:mod:`smsd.foreground`)."""
+    foreground.background(protocol.transport)
+    return protocol

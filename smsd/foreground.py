@@ -1,0 +1,106 @@
+"""Clients first: when the reactor is busy, it serves them before the network links.
+
+A client that submits waits for its answer; an SMSC link is fed from the
+durable queue and loses nothing by starting its next submit_sm a moment
+later. With both ready at once (HTTP requests, the store's answers, and
+submit_sm_resp or receipts on an SMPP bind), the reactor handles the
+clients' descriptors first and lets a gateway link wait, at most
+``BACKGROUND_WAIT``: then everything ready is handled, as Twisted does.
+
+Measured on the SMPP benchmark (2 cores, 32 HTTP clients, the SMSC answering
+at once; medians of four runs alternating with the build before): accepts
+7,050 -> 8,460 msg/s, p99 7.2 -> 6.3 ms, the SMSC's rate 7,000 -> 6,790
+(-3%, inside the runs' spread of 6,560-7,200). Waits of 1-4 ms gave the
+clients more (up to 10,700 accepts a second) and took more from the SMSC
+side; 0.25 ms gave them less.
+
+Twisted has no priorities, so this replaces the epoll reactor's ``doPoll``
+with the same loop plus that ordering. epoll reports level-triggered: a
+descriptor left for later is reported again by the next poll, at once. Any
+other reactor (``twistd --reactor``) is left as it is.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.python import log as legacy_log
+
+log = Logger()
+
+BACKGROUND_WAIT = 0.0005  # seconds a ready gateway link may wait behind the clients
+
+_background: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def background(transport: Any) -> None:
+    """Mark the connection under ``transport`` (TLS or not) as a gateway link.
+
+    The mark goes with the connection object and goes away with it, so a
+    descriptor number used again later by a client is not affected.
+    """
+    connection = _connection(transport)
+    if connection is not None:
+        _background.add(connection)
+
+
+def is_background(transport: Any) -> bool:
+    """Whether the connection under ``transport`` waits behind the clients."""
+    return _connection(transport) in _background
+
+
+def _connection(transport: Any) -> Any:
+    """The reactor's descriptor under ``transport``: TLS wraps the TCP connection."""
+    while transport is not None and not hasattr(transport, "fileno"):
+        transport = getattr(transport, "transport", None)
+    return transport
+
+
+def install(
+    reactor: Any, wait: float = BACKGROUND_WAIT, clock: Callable[[], float] = time.monotonic
+) -> bool:
+    """Give ``reactor`` the clients-first poll; False (and nothing changed) if it is not epoll."""
+    epoll = sys.modules.get("twisted.internet.epollreactor")  # loaded if it is the reactor
+    if epoll is None or not isinstance(reactor, epoll.EPollReactor):
+        name = type(reactor).__name__
+        log.info("the {name} reactor serves gateway links and clients alike", name=name)
+        return False
+    poller = reactor._poller
+    selectables = reactor._selectables
+    handle = reactor._doReadOrWrite
+    waiting_since: float | None = None
+    call = legacy_log.callWithLogger
+
+    def do_poll(timeout: float | None) -> None:
+        nonlocal waiting_since
+        try:
+            events = poller.poll(-1 if timeout is None else timeout, len(selectables))
+        except OSError as e:
+            if e.errno == errno.EINTR:
+                return
+            raise
+        if _background:
+            first = [e for e in events if selectables.get(e[0]) not in _background]
+            if len(first) in (0, len(events)):
+                waiting_since = None
+            else:
+                now = clock()
+                if waiting_since is None:
+                    waiting_since = now
+                if now - waiting_since < wait:
+                    events = first
+                else:
+                    waiting_since = None
+        for fd, event in events:
+            selectable = selectables.get(fd)
+            if selectable is not None:  # else closed by an earlier one in this turn
+                call(selectable, handle, selectable, fd, event)
+
+    reactor.doIteration = do_poll
+    return True

@@ -423,6 +423,13 @@ class SmppGateway(Gateway):
         if self._pump_call is None:
             self._pump_call = self.reactor.callLater(0, self._pump)
 
+    def pump_now(self) -> None:
+        """Run a pump that is due, now, on the bind's own turn: the window's
+        next submit_sm go out with this turn's answers, not a turn later."""
+        if self._pump_call is not None:
+            self._pump_call.cancel()
+            self._pump()
+
     def _pump(self) -> None:
         """Hand queued submissions to the binds with room, the least busy first."""
         self._pump_call = None
@@ -785,6 +792,7 @@ class _SmppProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         for event in self.session.receive(data, self.bind.reactor.seconds()):
             self.bind.event(event, self)
+        self.bind.gateway.pump_now()
         self.flush()
 
     def respond(self, sequence: int, command: int, status: int) -> None:

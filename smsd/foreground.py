@@ -8,11 +8,13 @@ clients' descriptors first and lets a gateway link wait, at most
 ``BACKGROUND_WAIT``: then everything ready is handled, as Twisted does.
 
 Measured on the SMPP benchmark (2 cores, 32 HTTP clients, the SMSC answering
-at once; medians of four runs alternating with the build before): accepts
-7,050 -> 8,460 msg/s, p99 7.2 -> 6.3 ms, the SMSC's rate 7,000 -> 6,790
-(-3%, inside the runs' spread of 6,560-7,200). Waits of 1-4 ms gave the
-clients more (up to 10,700 accepts a second) and took more from the SMSC
-side; 0.25 ms gave them less.
+at once): with a wait of 0.5 ms, against the build before (medians of four
+alternating runs), accepts 7,050 -> 8,460 msg/s, p99 7.2 -> 6.3 ms, the
+SMSC's rate 7,000 -> 6,790 (inside the runs' spread of 6,560-7,200). Once the
+SMPP pump ran in its bind's own turn, 1 ms did better than 0.5 (six runs of
+each, alternating): p99 6.9 -> 6.1 ms, accepts 8,450 -> 9,430, the SMSC's
+rate the same (7,115 and 7,117); 2 ms was no better and cost the SMSC side
+in one run of three.
 
 Twisted has no priorities, so this replaces the epoll reactor's ``doPoll``
 with the same loop plus that ordering. epoll reports level-triggered: a
@@ -34,7 +36,7 @@ from twisted.python import log as legacy_log
 
 log = Logger()
 
-BACKGROUND_WAIT = 0.0005  # seconds a ready gateway link may wait behind the clients
+BACKGROUND_WAIT = 0.001  # seconds a ready gateway link may wait behind the clients
 
 _background: weakref.WeakSet[Any] = weakref.WeakSet()
 

@@ -12,7 +12,7 @@ at once): with a wait of 0.5 ms, against the build before (medians of four
 alternating runs), accepts 7,050 -> 8,460 msg/s, p99 7.2 -> 6.3 ms, the
 SMSC's rate 7,000 -> 6,790 (inside the runs' spread of 6,560-7,200). Once the
 SMPP pump ran in its bind's own turn, 1 ms did better than 0.5 (six runs of
-each, alternating): p99 6.9 -> 6.1 ms, accepts 8,450 -> 9,430, the SMSC's
+each, alternating): p99 6.9 -> 6.1 ms, accepts 8,440 -> 9,330, the SMSC's
 rate the same (7,115 and 7,117); 2 ms was no better and cost the SMSC side
 in one run of three.
 

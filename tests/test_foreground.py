@@ -46,6 +46,7 @@ class ForegroundTests(unittest.TestCase):
     def setUp(self) -> None:
         self.reactor = epollreactor.EPollReactor()
         self.addCleanup(self.reactor._poller.close)
+        self.addCleanup(self.reactor.waker.connectionLost, None)  # its pipe
         self.now = 0.0
         self.assertTrue(foreground.install(self.reactor, clock=lambda: self.now))
         self.read: list[str] = []
@@ -110,6 +111,7 @@ class ForegroundTests(unittest.TestCase):
 
     def test_another_reactor_is_left_alone(self) -> None:
         other = selectreactor.SelectReactor()
+        self.addCleanup(other.waker.connectionLost, None)
         poll = other.doIteration
         self.assertFalse(foreground.install(other))
         self.assertEqual(other.doIteration, poll)

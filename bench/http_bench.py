@@ -30,7 +30,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from tests.process import SmsdProcess  # noqa: E402
+from tests.process import SmsdProcess, children  # noqa: E402
 
 CONFIG = """
 [snpp]
@@ -201,7 +201,12 @@ def main() -> int:
                 f.write(f"{smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}\n")
         requests_log = os.path.join(smsd.dir, "requests.tsv")
         assert smsd.proc is not None
-        cpu_before = cpu_seconds(smsd.proc.pid)
+        main = smsd.proc.pid
+        # The main process and its children: the store writer, HTTP workers ([http] workers).
+        pids = {"smsd": main}
+        pids.update(("store writer", w) for w in children(main, writer=True))
+        pids.update((f"http worker {i}", w) for i, w in enumerate(sorted(children(main))))
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.monotonic()
         load = drive(h2load, uris, requests_log, args.requests, args.connections, args.threads)
         accept_seconds = time.monotonic() - started
@@ -219,11 +224,12 @@ def main() -> int:
             time.sleep(0.02)
             h = health(smsd.url)
         delivered_seconds = time.monotonic() - started
-        cpu = cpu_seconds(smsd.proc.pid) - cpu_before
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         accepted = h["dispatcher"]["sent"]
         result = {
             **common_result("http-submit", args, load, accepted, accept_seconds, delivered_seconds),
-            "smsd_cpu_us_per_msg": round(cpu / accepted * 1e6),
+            "smsd_cpu_us_per_msg": round(sum(cpu.values()) / accepted * 1e6),
+            "cpu_us_per_msg": {name: round(c / accepted * 1e6) for name, c in cpu.items()},
             "loopback": {
                 "window": args.window,
                 "latency": args.latency,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from twisted.internet import epollreactor, selectreactor
+from twisted.internet import epollreactor, selectreactor, task
 from twisted.trial import unittest
 
 from smsd import foreground
@@ -108,6 +108,42 @@ class ForegroundTests(unittest.TestCase):
 
         foreground.background(Tls())
         self.assertEqual(self.turn(1.0), ["http"])
+
+    def test_queued_work_waits_behind_the_clients_like_a_link(self) -> None:
+        self.reader("http")
+        foreground.later(self.reactor, self.read.append, "report")
+        self.assertEqual(self.turn(0.0), ["http"])
+        self.assertEqual(self.turn(0.001), ["http", "report"])
+
+    def test_queued_work_runs_at_once_when_no_client_is_ready(self) -> None:
+        foreground.later(self.reactor, self.read.append, "submit")
+        self.assertEqual(self.turn(1.0), ["submit"])
+
+    def test_work_queued_by_queued_work_waits_for_the_next_turn(self) -> None:
+        def submit() -> None:
+            self.read.append("submit")
+            foreground.later(self.reactor, self.read.append, "answer")
+
+        foreground.later(self.reactor, submit)
+        self.assertEqual(self.turn(1.0), ["submit"])
+        self.assertEqual(self.turn(1.0), ["answer"])
+
+    def test_work_that_fails_is_logged_and_the_rest_runs(self) -> None:
+        def broken() -> None:
+            raise RuntimeError("simulated")
+
+        foreground.later(self.reactor, broken)
+        foreground.later(self.reactor, self.read.append, "next")
+        self.assertEqual(self.turn(1.0), ["next"])
+        [failure] = self.flushLoggedErrors(RuntimeError)
+        self.assertEqual(str(failure.value), "simulated")
+
+    def test_on_another_reactor_queued_work_runs_on_its_next_turn(self) -> None:
+        clock = task.Clock()
+        foreground.later(clock, self.read.append, "report")
+        self.assertEqual(self.read, [])
+        clock.advance(0)
+        self.assertEqual(self.read, ["report"])
 
     def test_another_reactor_is_left_alone(self) -> None:
         other = selectreactor.SelectReactor()

@@ -12,21 +12,17 @@ is rolled back alone and the rest of the batch still commits.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-log = Logger()
+from smsd.groupcommit import Result, execute
 
 _STOP = object()
-
-Result = tuple[Any, bool, Any]  # (token, ok, value, or a Failure when not ok)
 
 
 class WorkerThread:
@@ -93,67 +89,9 @@ class WorkerThread:
         self._reactor.callFromThread(self._closed.callback, None)
 
 
-def execute(conn: Any, batch: list[tuple[Any, ...]], transactional: bool) -> list[Result]:
-    """Run ``(fn, args, token)`` operations; each gives ``(token, ok, value or Failure)``.
-
-    With ``transactional``, in one transaction (group commit), shared by the
-    writer thread and the writer process.
-    """
-    results: list[Result] = []
-    if not transactional:
-        for fn, args, token in batch:
-            try:
-                results.append((token, True, fn(conn, *args)))
-            except Exception:
-                results.append((token, False, Failure()))
-        return results
-    # Optimistic first: the whole batch in one transaction without savepoints.
-    # Should an operation fail (a quota refused), roll back and run the batch
-    # again with a savepoint around each operation, so that only it fails.
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for fn, args, token in batch:
-            results.append((token, True, fn(conn, *args)))
-        conn.execute("COMMIT")
-        return results
-    except Exception:
-        failure = Failure()
-        with contextlib.suppress(Exception):
-            conn.execute("ROLLBACK")
-        if len(batch) == 1:
-            return [(batch[0][2], False, failure)]
-    return _execute_each(conn, batch)
-
-
-def _execute_each(conn: Any, batch: list[tuple[Any, ...]]) -> list[Result]:
-    results: list[Result] = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for fn, args, token in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = fn(conn, *args)
-            except Exception:
-                results.append((token, False, Failure()))
-                conn.execute("ROLLBACK TO op")
-            else:
-                results.append((token, True, value))
-            conn.execute("RELEASE op")
-        conn.execute("COMMIT")
-    except Exception:
-        # The commit itself failed (disk full, I/O error): nothing of this
-        # batch is durable, so every caller hears it failed.
-        failure = Failure()
-        log.failure("store transaction failed", failure)
-        with contextlib.suppress(Exception):
-            conn.execute("ROLLBACK")
-        return [(token, False, failure) for _, _, token in batch]
-    return results
-
-
 def _fire(results: list[Result]) -> None:
     for d, ok, value in results:
         if ok:
             d.callback(value)
         else:
-            d.errback(value)
+            d.errback(Failure(value, type(value), value.__traceback__))

@@ -13,19 +13,17 @@ module-level function (pickled by name) and each batch's results come back
 as one frame of ``(key, ok, value or exception)``. Both ends are ours and
 the pipe is private to them, so pickle is safe here. The child commits
 whatever has arrived while the previous commit ran (group commit), exactly
-as the thread does, with the same code (:func:`smsd.worker.execute`). It
-ends when its stdin closes: when the parent closes the store, or dies.
+as the thread does, with the same code (:func:`smsd.groupcommit.execute`);
+its side is :mod:`smsd.workerchild`. It ends when its stdin closes: when
+the parent closes the store, or dies.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import os
-import pickle
 import signal
-import struct
 import sys
 from collections.abc import Callable
 from itertools import count
@@ -38,12 +36,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import smsd
-from smsd.worker import execute
+from smsd.workerchild import frame, read_frames
 
 log = Logger()
 
-_LENGTH = struct.Struct("!I")
-_PIPE_SIZE = 1 << 20  # more operations wait in the pipe while a commit runs
 RESTART_DELAY = 1.0  # seconds before a child that died is replaced (not a tight loop)
 RESTART_MAX = 60.0  # a child that keeps dying young waits twice as long each time, up to this
 SETTLED = 10.0  # seconds a child must have lived for its next replacement to start at once
@@ -51,28 +47,6 @@ SETTLED = 10.0  # seconds a child must have lived for its next replacement to st
 
 class WriterGone(Exception):
     """The writer process ended while smsd still needed it."""
-
-
-def _frame(obj: Any) -> bytes:
-    data = pickle.dumps(obj, pickle.HIGHEST_PROTOCOL)
-    return _LENGTH.pack(len(data)) + data
-
-
-def _frames(buffer: bytearray, most: int) -> tuple[list[Any], int]:
-    """Complete frames at the start of ``buffer`` (up to ``most``) and the bytes they took."""
-    items: list[Any] = []
-    pos, end = 0, len(buffer)
-    view = memoryview(buffer)
-    try:
-        while len(items) < most and end - pos >= 4:
-            (n,) = _LENGTH.unpack_from(buffer, pos)
-            if end - pos - 4 < n:
-                break
-            items.append(pickle.loads(view[pos + 4 : pos + 4 + n]))
-            pos += 4 + n
-    finally:
-        view.release()
-    return items, pos
 
 
 class WorkerProcess:
@@ -118,7 +92,7 @@ class WorkerProcess:
         self._transport = self._reactor.spawnProcess(
             _Pipe(self),
             sys.executable,
-            [sys.executable, "-m", "smsd.workerproc", self._name],
+            [sys.executable, "-m", "smsd.workerchild", self._name],
             env=env,
             childFDs={0: "w", 1: "r", 2: "r"},
         )
@@ -127,7 +101,7 @@ class WorkerProcess:
         from smsd.sendnow import write_to_child
 
         self._write = functools.partial(write_to_child, self._transport)
-        self._transport.write(_frame((self._connect, self._batch)))
+        self._transport.write(frame((self._connect, self._batch)))
         early, self._early = self._early, []
         for data in early:
             self._transport.write(data)
@@ -149,7 +123,7 @@ class WorkerProcess:
             return fail(self._gone)
         key = next(self._keys)
         try:
-            data = _frame((key, fn, args))
+            data = frame((key, fn, args))
         except Exception:
             return fail()
         d: Deferred[Any] = Deferred()
@@ -191,7 +165,7 @@ class WorkerProcess:
 
     def _received(self, data: bytes) -> None:
         self._buffer += data
-        batches, used = _frames(self._buffer, len(self._buffer))
+        batches, used = read_frames(self._buffer, len(self._buffer))
         del self._buffer[:used]
         for results in batches:
             for key, ok, value in results:
@@ -256,92 +230,3 @@ class _Pipe(protocol.ProcessProtocol):
 
     def processEnded(self, reason: Failure) -> None:
         self._owner._ended(reason)
-
-
-# In the child --------------------------------------------------------------
-
-
-def _survives(obj: Any) -> bool:
-    """Whether ``obj`` comes out of pickling whole (an exception whose
-    ``__init__`` wants other arguments than its ``args`` pickles, then fails)."""
-    try:
-        pickle.loads(pickle.dumps(obj, pickle.HIGHEST_PROTOCOL))
-    except Exception:
-        return False
-    return True
-
-
-def _portable(failure: Failure) -> BaseException:
-    """The exception itself if it survives pickling, else its words."""
-    exc = failure.value
-    return exc if _survives(exc) else RuntimeError(f"{type(exc).__name__}: {exc}")
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def serve(inp: int, out: int) -> None:
-    """Take operations from ``inp``, commit them in batches, answer on ``out``."""
-    with contextlib.suppress(OSError):
-        fcntl.fcntl(inp, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    buffer = bytearray()
-    chunk = memoryview(bytearray(_PIPE_SIZE))  # os.read would map and unmap a new 1 MiB each time
-    eof = False
-
-    def take(most: int) -> list[Any]:
-        nonlocal eof
-        while True:
-            items, used = _frames(buffer, most)
-            del buffer[:used]
-            if items or eof:
-                return items
-            n = os.readv(inp, [chunk])
-            eof = not n
-            buffer.extend(chunk[:n])
-
-    first = take(1)
-    if not first:
-        return
-    connect, batch = first[0]
-    conn = connect()
-    try:
-        while items := take(batch):
-            results = execute(conn, [(fn, args, key) for key, fn, args in items], True)
-            answer = [(key, ok, value if ok else _portable(value)) for key, ok, value in results]
-            try:
-                data = _frame(answer)
-            except Exception:  # a value that does not pickle: that operation fails alone
-                data = _frame([_checked(result) for result in answer])
-            try:
-                _write_all(out, data)
-            except BrokenPipeError:
-                return  # smsd is gone (killed): what was committed stays committed
-    finally:
-        conn.close()
-
-
-def _checked(result: tuple[int, bool, Any]) -> tuple[int, bool, Any]:
-    if _survives(result):
-        return result
-    return (result[0], False, RuntimeError("the store's answer did not pickle"))
-
-
-def main() -> None:
-    # The parent ends this process by closing its stdin, after the last
-    # commit it needs: a signal to the whole process group (Ctrl-C, systemd's
-    # stop) must not end it before that.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from twisted.logger import globalLogBeginner, textFileLogObserver
-
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
-    out = os.dup(1)
-    os.dup2(2, 1)  # a stray print goes to the log, never into the answers
-    serve(0, out)
-
-
-if __name__ == "__main__":
-    main()

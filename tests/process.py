@@ -48,7 +48,7 @@ def children(pid: int, *, writer: bool = False) -> set[int]:
                 command = f.read()
         except OSError:
             continue  # ended meanwhile
-        if (b"smsd.workerproc" in command) == writer:
+        if (b"smsd.workerchild" in command) == writer:
             found.add(int(child))
     return found
 

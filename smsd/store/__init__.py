@@ -8,10 +8,9 @@ queue, and counters are updated atomically inside the store.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-from twisted.internet.defer import Deferred
 
 from smsd.model import (
     Inbound,
@@ -24,6 +23,9 @@ from smsd.model import (
     User,
     pickled_by_fields,
 )
+
+if TYPE_CHECKING:  # the writer process imports this module, and needs no reactor
+    from twisted.internet.defer import Deferred
 
 
 class StoreError(Exception):

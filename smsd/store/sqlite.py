@@ -15,10 +15,9 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.internet.defer import Deferred
 
 from smsd.model import (
     FINAL_STATES,
@@ -48,8 +47,12 @@ from smsd.store import (
     xmpp,
 )
 from smsd.store.schema import migrate
-from smsd.worker import WorkerThread
-from smsd.workerproc import WorkerProcess
+
+if TYPE_CHECKING:  # the writer process imports this module for its operations: no reactor
+    from twisted.internet.defer import Deferred
+
+    from smsd.worker import WorkerThread
+    from smsd.workerproc import WorkerProcess
 
 _FINAL = tuple(s.value for s in FINAL_STATES)
 _CHANGE_COLUMNS = "id, state, status, user, channel, client_ref, callback_url, recipient"
@@ -97,9 +100,12 @@ class SQLiteStore:
     ) -> SQLiteStore:
         """Create the file if needed, migrate it and start the writer (``"thread"``
         or ``"process"``) and the reader thread (blocking)."""
+        # Imported here, not at the top: the writer process imports this module
+        # for its operations and needs no reactor (15 MB of memory).
+        from smsd.worker import WorkerThread
+        from smsd.workerproc import WorkerProcess
+
         if reactor is None:
-            # Imported here, not at the top: the writer process imports this module
-            # for its operations and needs no reactor (15 MB of memory).
             from twisted.internet import reactor
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)

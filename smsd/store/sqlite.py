@@ -101,7 +101,7 @@ class SQLiteStore:
         """Create the file if needed, migrate it and start the writer (``"thread"``
         or ``"process"``) and the reader thread (blocking)."""
         # Imported here, not at the top: the writer process imports this module
-        # for its operations and needs no reactor (15 MB of memory).
+        # for its operations and loads none of Twisted's reactor modules.
         from smsd.worker import WorkerThread
         from smsd.workerproc import WorkerProcess
 

@@ -30,7 +30,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from tests.process import SmsdProcess, children  # noqa: E402
+from tests.process import SmsdProcess, processes  # noqa: E402
 
 CONFIG = """
 [snpp]
@@ -201,11 +201,7 @@ def main() -> int:
                 f.write(f"{smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}\n")
         requests_log = os.path.join(smsd.dir, "requests.tsv")
         assert smsd.proc is not None
-        main = smsd.proc.pid
-        # The main process and its children: the store writer, HTTP workers ([http] workers).
-        pids = {"smsd": main}
-        pids.update(("store writer", w) for w in children(main, writer=True))
-        pids.update((f"http worker {i}", w) for i, w in enumerate(sorted(children(main))))
+        pids = processes(smsd.proc.pid)  # with the store writer and any HTTP workers
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.monotonic()
         load = drive(h2load, uris, requests_log, args.requests, args.connections, args.threads)

@@ -113,7 +113,7 @@ kannel_bench = _load("kannel_bench")
 drive: Callable[..., dict[str, Any]] = http_bench.drive
 cpu_seconds: Callable[[int], float] = http_bench.cpu_seconds
 
-from tests.process import SmsdProcess, children, free_port  # noqa: E402
+from tests.process import SmsdProcess, free_port, processes  # noqa: E402
 
 SMSD_CONFIG = """
 [store]
@@ -309,11 +309,7 @@ class SmsdUnderTest:
     def pids(self) -> dict[str, int]:
         """The main process and its children: the store writer, HTTP workers ([http] workers)."""
         assert self.smsd.proc is not None
-        pid = self.smsd.proc.pid
-        pids = {"smsd": pid}
-        pids.update(("store writer", w) for w in children(pid, writer=True))
-        pids.update((f"http worker {i}", w) for i, w in enumerate(sorted(children(pid))))
-        return pids
+        return processes(self.smsd.proc.pid)
 
     def uri(self, n: int) -> str:
         return f"{self.smsd.url}/sms/?number=%2B1555{n:07d}&data=Benchmark+message+{n}"

@@ -60,6 +60,12 @@ def later(reactor: Any, fn: Callable[..., Any], *args: Any) -> None:
         queue.append((fn, args))
 
 
+def call_later(reactor: Any, delay: float, fn: Callable[..., Any], *args: Any) -> Any:
+    """``reactor.callLater``, the call then queued with ``later``: a timer of a
+    simulated network, whose work waits behind the clients like a link's."""
+    return reactor.callLater(delay, later, reactor, fn, *args)
+
+
 def background(transport: Any) -> None:
     """Mark the connection under ``transport`` (TLS or not) as a gateway link.
 

@@ -67,9 +67,7 @@ def _execute_each(conn: Any, batch: list[tuple[Any, ...]]) -> list[Result]:
     except Exception as e:
         # The commit itself failed (disk full, I/O error): nothing of this
         # batch is durable, so every caller hears it failed.
-        from twisted.python.failure import Failure  # rare: the traceback for the log
-
-        log.failure("store transaction failed", Failure())
+        log.failure("store transaction failed")  # with the exception being handled
         with contextlib.suppress(Exception):
             conn.execute("ROLLBACK")
         return [(token, False, e) for _, _, token in batch]

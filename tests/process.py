@@ -53,6 +53,14 @@ def children(pid: int, *, writer: bool = False) -> set[int]:
     return found
 
 
+def processes(pid: int) -> dict[str, int]:
+    """smsd's processes by name: the main one, its store writer, its HTTP workers."""
+    found = {"smsd": pid}
+    found.update(("store writer", w) for w in children(pid, writer=True))
+    found.update((f"http worker {i}", w) for i, w in enumerate(sorted(children(pid))))
+    return found
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for its parent's wait() has ended)."""
     try:

@@ -162,8 +162,8 @@ class LoopbackGateway(Gateway):
         d: Deferred[list[PartResult]] = Deferred()
         self._outbox.append((message, d))
         if self._submit_call is None:
-            self._submit_call = self.reactor.callLater(
-                self.options.latency, foreground.later, self.reactor, self._submit
+            self._submit_call = foreground.call_later(
+                self.reactor, self.options.latency, self._submit
             )
         return d
 
@@ -234,8 +234,8 @@ class LoopbackGateway(Gateway):
         due = self.reactor.seconds() + self.options.report_delay
         self._pending_reports.append((due, provider_id))
         if self._report_call is None:
-            self._report_call = self.reactor.callLater(
-                self.options.report_delay, foreground.later, self.reactor, self._report
+            self._report_call = foreground.call_later(
+                self.reactor, self.options.report_delay, self._report
             )
 
     def _report(self) -> None:
@@ -256,8 +256,8 @@ class LoopbackGateway(Gateway):
                 lambda _: None
             )
         if pending:
-            self._report_call = self.reactor.callLater(
-                pending[0][0] - now, foreground.later, self.reactor, self._report
+            self._report_call = foreground.call_later(
+                self.reactor, pending[0][0] - now, self._report
             )
 
     def inject(self, sender: str, recipient: str, text: str) -> Deferred[int]:

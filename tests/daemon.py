@@ -19,6 +19,7 @@ from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from smsd.config import load
+from smsd.gateways.base import Health
 from smsd.model import Inbound, Submission
 from smsd.service import Smsd, make_service
 from smsd.store.sqlite import SQLiteStore
@@ -52,6 +53,17 @@ class DaemonCase(unittest.TestCase):
         root = self.build_smsd(config)
         root.startService()
         return root
+
+    async def gateways_started(self) -> None:
+        """Wait until every gateway has left ``starting``: the loopback reads its log's
+        tail in a thread first, and until then a channel that refuses while no gateway
+        is up (SIP, SNPP) would rightly answer 503 or 554."""
+        root = self.root
+        assert root is not None
+        await wait_for(
+            lambda: all(g.health is not Health.STARTING for g in root.gateways),
+            what="every gateway past starting",
+        )
 
     async def _stop_smsd(self) -> None:
         if self.root is not None and self.root.running:

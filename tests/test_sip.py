@@ -163,7 +163,9 @@ class SipCase(DaemonCase):
     ) -> Smsd:
         self.port = free_port()
         config = CONFIG.format(port=self.port, extra=extra, trusted=trusted, gateway=gateway)
-        return self.run_smsd(config)
+        root = self.run_smsd(config)
+        await self.gateways_started()
+        return root
 
     async def add_alice(self, **kw: Any) -> None:
         assert self.root is not None

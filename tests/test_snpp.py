@@ -120,7 +120,9 @@ class Session:
 class SnppCase(DaemonCase):
     async def start(self, extra: str = "") -> Smsd:
         self.port = free_port()
-        return self.run_smsd(CONFIG.format(port=self.port, extra=extra))
+        root = self.run_smsd(CONFIG.format(port=self.port, extra=extra))
+        await self.gateways_started()
+        return root
 
     async def add_user(self, name: str = "alice", password: str = "s3cret", **kw: Any) -> User:
         assert self.root is not None

@@ -111,3 +111,8 @@ class Appender:
         if self._lines:
             self._flush()
         return self._thread.close()
+
+    def close_now(self, timeout: float = 5.0) -> None:
+        """Close before the reactor runs (a start that failed): returns once closed."""
+        self.close()
+        self._thread.join(timeout)

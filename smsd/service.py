@@ -187,20 +187,23 @@ def make_service(config: Config, reactor: Any = None) -> Smsd:
         batch=config.store.batch,
         writer=config.store.writer,
     )
+    traffic = None
+    if config.smsd.traffic_log:
+        path = resolve(config, config.smsd.traffic_log)
+        traffic = TrafficLog(Appender(path, reactor, linger=TRAFFIC_LINGER))
     try:
-        return _build(config, store, reactor)
+        return _build(config, store, reactor, traffic)
     except BaseException:
-        store.close_now()  # its writer and threads would outlive a start that failed
+        # Their threads would outlive a start that failed.
+        if traffic is not None:
+            traffic.close_now()
+        store.close_now()
         raise
 
 
-def _build(config: Config, store: Any, reactor: Any) -> Smsd:
+def _build(config: Config, store: Any, reactor: Any, traffic: TrafficLog | None) -> Smsd:
     root = Smsd(config, store, reactor)
-    traffic = None
-    if config.smsd.traffic_log:
-        traffic = TrafficLog(
-            Appender(resolve(config, config.smsd.traffic_log), reactor, linger=TRAFFIC_LINGER)
-        )
+    if traffic is not None:
         root.closers.append(traffic.close)
 
     listeners: list[Any] = []

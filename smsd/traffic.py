@@ -55,3 +55,6 @@ class TrafficLog:
 
     def close(self) -> Any:
         return self._appender.close()
+
+    def close_now(self, timeout: float = 5.0) -> None:
+        self._appender.close_now(timeout)

@@ -52,7 +52,8 @@ class WorkerThread:
         # become a daemon after building the service and before running the
         # reactor, and a thread started before that fork stays behind in the
         # parent that exits. Operations queued until then wait in the queue.
-        reactor.callWhenRunning(self._thread.start)
+        self._abandoned = False
+        reactor.callWhenRunning(self._start)
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Deferred[Any]:
         """Queue ``fn(connection, *args)``; the Deferred fires in the reactor thread."""
@@ -65,9 +66,18 @@ class WorkerThread:
         return self._closed
 
     def join(self, timeout: float) -> None:
-        """Wait (blocking) for the thread to end after ``close``: only before the reactor runs."""
+        """Wait (blocking) for the thread to end after ``close``: only before the reactor runs.
+
+        A thread that has not started yet never will: a start that failed must not
+        leave one behind to open its file or database once the reactor runs.
+        """
+        self._abandoned = True
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    def _start(self) -> None:
+        if not self._abandoned:
+            self._thread.start()
 
     def _run(self) -> None:
         conn = self._connect()

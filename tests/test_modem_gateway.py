@@ -15,6 +15,7 @@ import mailbox
 import os
 import shutil
 import tempfile
+import threading
 from typing import Any
 
 from twisted.internet import defer
@@ -568,7 +569,7 @@ class RecoveryTests(ModemCase):
 
 
 class ConfigTests(unittest.TestCase):
-    def test_cmgs_timeout_must_be_shorter_than_send_timeout(self) -> None:
+    async def test_cmgs_timeout_must_be_shorter_than_send_timeout(self) -> None:
         directory = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, directory, True)
         path = os.path.join(directory, "smsd.toml")
@@ -580,3 +581,9 @@ class ConfigTests(unittest.TestCase):
         with self.assertRaises(ConfigError) as e:
             make_service(load(path, os.path.join(directory, "data")))
         self.assertIn("cmgs_timeout", str(e.exception))
+        # The traffic log it had opened is closed again: once the reactor runs, no
+        # thread of it starts (to open a file in a data directory that may be gone).
+        await sleep(0.1)
+        traffic = [t for t in threading.enumerate() if t.name == "append:traffic.log"]
+        self.assertEqual(traffic, [])
+        self.assertFalse(os.path.exists(os.path.join(directory, "data", "traffic.log")))
